@@ -1,0 +1,118 @@
+"""Command line: `python -m xai_core explain | evaluate | train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import train as training
+from .errors import XRayError
+from .labels import PATHOLOGIES, require_label
+from .model import DEFAULT_CARD
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .explain import explain, saliency
+    from .imaging import read_xray
+    from .model import load_model
+    from .overlay import render_overlay, to_png_bytes
+    from .report import explanation_record
+
+    model = load_model(args.weights, device=args.device)
+    labels = [require_label(label) for label in args.labels] if args.labels else list(PATHOLOGIES)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for image in tqdm(args.images, desc="explaining", unit="image"):
+        try:
+            xray = read_xray(image)
+        except XRayError as error:
+            tqdm.write(f"{image.name}: {error}")
+            failures += 1
+            continue
+        explanation = explain(model, xray)
+        settings = {"colormap": args.colormap, "opacity": args.opacity, "outline_threshold": args.threshold,
+                    "saliency": args.saliency, "labels": labels}
+        record = explanation_record(model, xray, explanation, settings)
+        (args.out / f"{image.stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        for label in labels:
+            heatmap = explanation.normalized_map(label)
+            overlay = render_overlay(
+                xray.pixels,
+                heatmap=heatmap,
+                saliency=saliency(model, xray, label) if args.saliency else None,
+                outline_map=heatmap,
+                opacity=args.opacity,
+                colormap=args.colormap,
+                threshold=args.threshold,
+            )
+            png = to_png_bytes(overlay, text_metadata={"model_version": model.version, "label": label})
+            (args.out / f"{image.stem}_{label}.png").write_bytes(png)
+    if failures:
+        raise SystemExit(f"{failures} of {len(args.images)} images could not be read.")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_dataset, format_table, record_in_card
+
+    report = evaluate_dataset(
+        images=args.images, labels_csv=args.labels, boxes_csv=args.boxes, card_path=args.weights,
+        split=args.split, device=args.device, outline_threshold=args.threshold, seed=args.seed,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(format_table(report))
+    if args.record_in_card:
+        record_in_card(args.weights, args.record_in_card, report)
+        print(f"recorded as '{args.record_in_card}' in {args.weights}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m xai_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    explain = commands.add_parser("explain", help="probabilities and overlays for images")
+    explain.add_argument("images", nargs="+", type=Path)
+    explain.add_argument("--out", type=Path, required=True)
+    explain.add_argument("--weights", type=Path, default=DEFAULT_CARD, help="model card (.json) of the checkpoint")
+    explain.add_argument("--labels", nargs="+", help="only these pathologies (default: all 14)")
+    explain.add_argument("--saliency", action="store_true", help="add gradient saliency to each overlay")
+    explain.add_argument("--colormap", default="inferno")
+    explain.add_argument("--opacity", type=float, default=0.5)
+    explain.add_argument("--threshold", type=float, default=0.5, help="outline threshold on the normalised map")
+    explain.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $XAI_DEVICE, else CUDA if present)")
+    explain.set_defaults(run=_explain)
+
+    evaluate = commands.add_parser("evaluate", help="AUROC with CIs and attention-box alignment on a dataset")
+    evaluate.add_argument("--images", type=Path, required=True)
+    evaluate.add_argument("--labels", type=Path, required=True, help="CSV: image + one 0/1 column per pathology")
+    evaluate.add_argument("--boxes", type=Path, help="CSV: image, finding, x, y, w, h")
+    evaluate.add_argument("--split", help="keep only rows whose 'split' column has this value")
+    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--weights", type=Path, default=DEFAULT_CARD)
+    evaluate.add_argument("--threshold", type=float, default=0.5, help="attention-region threshold on the normalised map")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and random-control seed")
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--record-in-card", metavar="NAME", help="also store the report in the model card under NAME")
+    evaluate.set_defaults(run=_evaluate)
+
+    train = commands.add_parser("train", help="fine-tune the ResNet-50 (single process or torchrun)")
+    training.add_arguments(train)
+    train.set_defaults(run=training.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except XRayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

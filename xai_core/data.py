@@ -1,0 +1,134 @@
+"""Dataset readers: NIH ChestX-ray14 (subset or full), the pediatric pneumonia set, any CSV.
+
+Every reader returns `Case` records: an image path and a vector of 14 labels in
+PATHOLOGIES order, where NaN means unknown (not negative). The pediatric set
+only knows Pneumonia, so its other 13 labels are NaN and a masked loss ignores them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .alignment import Box
+from .errors import XRayError
+from .labels import PATHOLOGIES, canonical_label
+
+UNKNOWN = math.nan
+
+
+@dataclass(frozen=True)
+class Case:
+    image: Path
+    labels: np.ndarray  # float32 (14,): 1 positive, 0 negative, NaN unknown
+    source: str  # "nih", "pediatric" or the CSV's name: for balancing and per-source reports
+    patient: str = ""
+    view: str = ""
+
+
+def _read_rows(csv_path: Path) -> list[dict[str, str]]:
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError as error:
+        raise XRayError(f"CSV file not found: {csv_path}") from error
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise XRayError(f"Could not read the CSV file {csv_path.name}: {error}") from error
+
+
+def _label_value(text: str, column: str, row_number: int) -> float:
+    text = (text or "").strip()
+    if text == "" or text.lower() in {"nan", "na", "unknown"}:
+        return UNKNOWN
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise XRayError(f"Row {row_number}, column '{column}': '{text}' is not 0, 1 or empty.") from error
+    if value == -1:  # CheXpert's "uncertain": treated as unknown rather than guessed
+        return UNKNOWN
+    if value not in (0.0, 1.0):
+        raise XRayError(f"Row {row_number}, column '{column}': '{text}' is not 0, 1 or empty.")
+    return value
+
+
+def read_label_csv(
+    csv_path: str | Path, images_dir: str | Path, *, source: str | None = None, splits: Iterable[str] | None = None
+) -> list[Case]:
+    """A CSV with an `image` column (a path relative to images_dir) and 0/1 columns named after pathologies.
+
+    Empty cells are unknown; columns that are not pathologies are ignored; NIH's
+    "Infiltrate", CheXpert's "Pleural Effusion" and similar aliases are accepted.
+    Pathologies without a column are unknown for every image. With splits, only
+    the rows whose `split` column holds one of them are kept.
+    """
+    csv_path, images_dir = Path(csv_path), Path(images_dir)
+    rows = _read_rows(csv_path)
+    if not rows:
+        raise XRayError(f"{csv_path.name} has no rows.")
+    columns = list(rows[0].keys())
+    if splits is not None:
+        if "split" not in columns:
+            raise XRayError(f"{csv_path.name} has no 'split' column to select {', '.join(splits)} from.")
+        wanted = set(splits)
+        rows = [row for row in rows if row["split"] in wanted]
+    image_column = next((c for c in columns if c and c.strip().lower() in {"image", "path", "image index"}), None)
+    if image_column is None:
+        raise XRayError(f"{csv_path.name} needs an 'image' column with the image file names.")
+    label_columns = {c: canonical_label(c) for c in columns if c and canonical_label(c)}
+    if not label_columns:
+        raise XRayError(f"{csv_path.name} has no column named after any of the 14 pathologies.")
+    cases = []
+    for number, row in enumerate(rows, start=2):
+        labels = np.full(len(PATHOLOGIES), UNKNOWN, dtype=np.float32)
+        for column, label in label_columns.items():
+            labels[PATHOLOGIES.index(label)] = _label_value(row[column], column, number)
+        cases.append(
+            Case(
+                image=images_dir / row[image_column].strip(),
+                labels=labels,
+                source=source or csv_path.stem,
+                patient=(row.get("patient_id") or row.get("patient") or "").strip(),
+                view=(row.get("view") or row.get("View Position") or "").strip(),
+            )
+        )
+    return cases
+
+
+def read_nih(root: str | Path, splits: Iterable[str] = ("train",)) -> list[Case]:
+    """The NIH subset in ../shared/data/nih layout: labels.csv with a `split` column and images/."""
+    root = Path(root)
+    return read_label_csv(root / "labels.csv", root / "images", source="nih", splits=splits)
+
+
+def read_pediatric(root: str | Path, splits: Iterable[str] = ("train",)) -> list[Case]:
+    """The pediatric pneumonia set: only Pneumonia is known (the `pneumonia` column)."""
+    root = Path(root)
+    return read_label_csv(root / "labels.csv", root / "images", source="pediatric", splits=splits)
+
+
+@dataclass(frozen=True)
+class Finding:
+    label: str
+    box: Box
+
+
+def read_boxes(csv_path: str | Path) -> dict[str, list[Finding]]:
+    """Radiologist boxes: columns image, finding, x, y, w, h in that image's pixels."""
+    csv_path = Path(csv_path)
+    boxes: dict[str, list[Finding]] = {}
+    for number, row in enumerate(_read_rows(csv_path), start=2):
+        try:
+            label = canonical_label(row["finding"])
+            box = Box(*(float(row[key]) for key in ("x", "y", "w", "h")))
+            image = Path(row["image"].strip()).name
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise XRayError(f"{csv_path.name}, row {number}: needs image, finding, x, y, w, h.") from error
+        if label is None:
+            raise XRayError(f"{csv_path.name}, row {number}: '{row['finding']}' is not one of the 14 pathologies.")
+        boxes.setdefault(image, []).append(Finding(label, box))
+    return boxes

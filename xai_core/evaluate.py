@@ -1,0 +1,164 @@
+"""Dataset-level report: AUROC with bootstrap CIs, calibration, operating points and box alignment.
+
+One forward pass per image (`explain`) gives both the probabilities and the
+Grad-CAM++ maps, so the alignment with radiologist boxes costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from .alignment import align, random_control, summarise
+from .data import read_boxes, read_label_csv
+from .errors import XRayError
+from .explain import explain
+from .imaging import read_xray
+from .labels import PATHOLOGIES
+from .model import DEFAULT_CARD, load_model, read_card
+from .stats import auroc, bootstrap_auroc_ci, expected_calibration_error, sensitivity_specificity
+
+# Labels with fewer positives than this in the evaluated data are reported but
+# marked "not validated": their AUROC's interval is too wide to mean anything.
+MIN_POSITIVES_TO_VALIDATE = 10
+
+
+def label_metrics(truth: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], seed: int) -> dict:
+    """Per label: n, positives, AUROC and its 95% CI, ECE, sensitivity and specificity at the card's threshold."""
+    metrics = {}
+    for index, label in enumerate(PATHOLOGIES):
+        known = ~np.isnan(truth[:, index])
+        y, p = truth[known, index], probabilities[known, index]
+        positives = int(y.sum())
+        entry: dict[str, Any] = {"n": int(known.sum()), "positives": positives}
+        if 0 < positives < len(y):
+            low, high = bootstrap_auroc_ci(y, p, seed=seed)
+            sensitivity, specificity = sensitivity_specificity(y, p, thresholds[label])
+            entry |= {
+                "auroc": round(float(auroc(y, p)), 4),
+                "auroc_ci95": [round(float(low), 4), round(float(high), 4)],
+                "ece": round(float(expected_calibration_error(y, p)), 4),
+                "threshold": thresholds[label],
+                "sensitivity": round(float(sensitivity), 4),
+                "specificity": round(float(specificity), 4),
+            }
+        entry["validated"] = positives >= MIN_POSITIVES_TO_VALIDATE and positives < len(y)
+        metrics[label] = entry
+    return metrics
+
+
+def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    def rnd(value):
+        if isinstance(value, dict):
+            return {str(key): rnd(item) for key, item in value.items()}
+        return value if isinstance(value, int) or value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
+
+    return {key: rnd(value) for key, value in summary.items()}
+
+
+def evaluate_dataset(
+    *,
+    images: Path,
+    labels_csv: Path,
+    boxes_csv: Path | None = None,
+    card_path: Path = DEFAULT_CARD,
+    split: str | None = None,
+    device: str | None = None,
+    outline_threshold: float = 0.5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    model = load_model(card_path, device=device)
+    cases = read_label_csv(labels_csv, images, splits=None if split is None else [split])
+    if not cases:
+        raise XRayError("No images to evaluate (check --split and the labels CSV).")
+    boxes = read_boxes(boxes_csv) if boxes_csv else {}
+    feature_grid = model.input_spec.size // 32
+
+    probabilities = np.zeros((len(cases), len(PATHOLOGIES)), dtype=np.float32)
+    alignments: dict[str, list] = {}
+    controls: dict[str, list] = {}
+    unreadable = []
+    for row, case in enumerate(tqdm(cases, desc="evaluating", unit="image")):
+        try:
+            xray = read_xray(case.image)
+        except XRayError as error:
+            unreadable.append(f"{case.image.name}: {error}")
+            probabilities[row] = np.nan
+            continue
+        explanation = explain(model, xray)
+        probabilities[row] = explanation.probabilities
+        for finding in boxes.get(case.image.name, []):
+            heatmap = explanation.normalized_map(finding.label)
+            alignments.setdefault(finding.label, []).append(align(heatmap, finding.box, threshold=outline_threshold))
+            controls.setdefault(finding.label, []).append(
+                random_control(heatmap.shape, finding.box, threshold=outline_threshold, seed=seed + row, grid=feature_grid)
+            )
+    readable = ~np.isnan(probabilities[:, 0])
+    truth = np.stack([case.labels for case in cases])[readable]
+    metrics = label_metrics(truth, probabilities[readable], model.thresholds(), seed)
+    validated = [m["auroc"] for m in metrics.values() if m["validated"]]
+    report: dict[str, Any] = {
+        "model_version": model.version,
+        "weights_sha256": model.card.get("weights_sha256"),
+        "data": {"images": str(images), "labels": Path(labels_csv).name, "split": split, "n": int(readable.sum()),
+                 "unreadable": unreadable},
+        "labels": metrics,
+        "mean_auroc_validated": round(float(np.mean(validated)), 4) if validated else None,
+        "labels_validated": int(len(validated)),
+    }
+    if boxes:
+        every = [a for found in alignments.values() for a in found]
+        every_control = [c for found in controls.values() for c in found]
+        report["alignment"] = {
+            "outline_threshold": outline_threshold,
+            "boxes": Path(boxes_csv).name,
+            "all": {"model": _rounded(summarise(every)), "random": _rounded(summarise(every_control))},
+            "per_finding": {
+                label: {"model": _rounded(summarise(alignments[label])), "random": _rounded(summarise(controls[label]))}
+                for label in sorted(alignments)
+            },
+        }
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"model {report['model_version']}  images {report['data']['n']}  split {report['data']['split']}", ""]
+    lines.append(f"{'label':<20}{'n':>6}{'pos':>6}{'AUROC':>8}  {'95% CI':<15}{'ECE':>7}{'sens':>7}{'spec':>7}  status")
+    for label, m in report["labels"].items():
+        if "auroc" in m:
+            ci = f"{m['auroc_ci95'][0]:.3f}-{m['auroc_ci95'][1]:.3f}"
+            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{m['auroc']:>8.3f}  {ci:<15}{m['ece']:>7.3f}"
+                         f"{m['sensitivity']:>7.2f}{m['specificity']:>7.2f}  {'validated' if m['validated'] else 'not validated'}")
+        else:
+            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{'-':>8}  {'':<15}{'':>7}{'':>7}{'':>7}  not validated")
+    if report.get("mean_auroc_validated") is not None:
+        lines.append(f"\nmean AUROC over {report['labels_validated']} validated labels: {report['mean_auroc_validated']:.3f}")
+    if "alignment" in report:
+        lines += ["", f"{'finding':<20}{'boxes':>6}{'pointing':>10}{'random':>8}{'IoU':>7}{'IoBB':>7}{'energy':>8}{'random':>8}"]
+        rows = {**report["alignment"]["per_finding"], "all": report["alignment"]["all"]}
+        for finding, pair in rows.items():
+            model, chance = pair["model"], pair["random"]
+            lines.append(f"{finding:<20}{model['n']:>6}{model['pointing_hit']:>10.3f}{chance['pointing_hit']:>8.3f}"
+                         f"{model['iou']:>7.3f}{model['iobb']:>7.3f}{model['energy_inside']:>8.3f}{chance['energy_inside']:>8.3f}")
+    return "\n".join(lines)
+
+
+def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
+    """Store a report in the model card's `metrics` under name; validation status follows the NIH test report."""
+    card = read_card(card_path)
+    card.setdefault("metrics", {})[name] = report
+    if name == "nih_test":
+        card["validation"] = {
+            label: {
+                "status": (f"validated ({m['positives']} test positives)" if m["validated"]
+                           else f"not validated: {m['positives']} positives in the test set (< {MIN_POSITIVES_TO_VALIDATE})"),
+                "test_positives": m["positives"],
+            }
+            for label, m in report["labels"].items()
+        }
+    Path(card_path).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")

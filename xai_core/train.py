@@ -1,0 +1,451 @@
+"""Fine-tuning the 14-label ResNet-50: one process, or several with `torchrun` (DDP).
+
+Images are decoded once with the same reader as the viewer and kept in memory
+as uint8 at a little more than the input size; augmentation runs on whole
+batches (one affine warp and intensity changes), so the CPU spends its time in
+the network, not in data loading. The run is defined by its step count and
+seed: data order, augmentation and checkpoints are reproducible, and --resume
+continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from .data import Case, read_label_csv, read_nih, read_pediatric
+from .imaging import read_xray
+from .labels import PATHOLOGIES
+from .model import InputSpec, _unwrap, build_network, choose_device, load_model, save_checkpoint
+from .stats import auroc, choose_threshold
+
+log = logging.getLogger("xai_core.train")
+
+# Labels with fewer known positives than this in the validation data get no
+# tuned threshold and no say in checkpoint selection.
+MIN_VAL_POSITIVES = 5
+
+
+@dataclass
+class TrainConfig:
+    out: Path  # the model card to write; the weights go beside it
+    work_dir: Path  # training state, log and intermediate checkpoints (not for git)
+    nih: Path | None = None
+    pediatric: Path | None = None
+    csv: list[tuple[Path, Path]] = field(default_factory=list)  # (labels CSV, images folder), all used for training
+    val_csv: list[tuple[Path, Path]] = field(default_factory=list)
+    image_size: int = 224
+    batch_size: int = 32
+    steps: int = 2000
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    nih_share: float = 0.5  # fraction of each batch drawn from NIH when the pediatric set is used too
+    zoom: tuple[float, float] = (1.0, 1.3)
+    rotate_deg: float = 8.0
+    shift: float = 0.08
+    seed: int = 0
+    validate_every: int = 500
+    checkpoint_minutes: float = 5.0
+    resume: bool = False
+    device: str | None = None
+    model_version: str = "0.1.0"
+
+
+# ---------------------------------------------------------------- data in memory
+
+
+@dataclass
+class ImageBank:
+    """Decoded, resized images (uint8, N x S x S) with their labels (N x 14, NaN unknown)."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    sources: list[str]
+
+    @classmethod
+    def load(cls, cases: list[Case], size: int, description: str) -> ImageBank:
+        spec = InputSpec(size=size)
+        pixels = torch.empty((len(cases), size, size), dtype=torch.uint8)
+        started = time.monotonic()
+        for index, case in enumerate(cases):
+            resized = spec.resize(torch.from_numpy(read_xray(case.image).pixels))
+            pixels[index] = (resized * 255.0).round_().to(torch.uint8)
+        log.info("decoded %d %s images at %d px in %.0f s", len(cases), description, size, time.monotonic() - started)
+        labels = torch.from_numpy(np.stack([case.labels for case in cases])) if cases else torch.empty((0, len(PATHOLOGIES)))
+        return cls(pixels=pixels, labels=labels, sources=[case.source for case in cases])
+
+
+def epoch_plan(bank: ImageBank, epoch: int, seed: int, nih_share: float) -> torch.Tensor:
+    """This epoch's image order: a weighted draw with replacement so NIH gets nih_share of the images.
+
+    Without it the 4,448 pediatric images would outnumber NIH's 896 five to one
+    and the model would mostly learn children's pneumonia.
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    is_nih = torch.tensor([source == "nih" for source in bank.sources])
+    count = len(bank.sources)
+    if 0 < int(is_nih.sum()) < count:
+        weights = torch.where(is_nih, nih_share / is_nih.sum(), (1 - nih_share) / (~is_nih).sum())
+        return torch.multinomial(weights, count, replacement=True, generator=generator)
+    return torch.randperm(count, generator=generator)
+
+
+class _Plan(torch.utils.data.Dataset):
+    def __init__(self, order: torch.Tensor):
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int) -> int:
+        return int(self.order[index])
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def augment(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """(N, S, S) in [0, 1] -> (N, size, size): random zoom, rotation, shift and intensity changes.
+
+    No horizontal flip: chest anatomy is lateralised (heart on the left, liver on
+    the right, the aortic knob), so a flipped film is not a plausible radiograph
+    and flips would blur exactly the left-right cues that cardiomegaly and
+    lateralised findings depend on.
+    """
+    n = batch.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
+    zoom = uniform(*config.zoom)
+    angle = uniform(-config.rotate_deg, config.rotate_deg) * math.pi / 180
+    shift_x, shift_y = uniform(-config.shift, config.shift), uniform(-config.shift, config.shift)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, shift_x * 2], 1), torch.stack([sin, cos, shift_y * 2], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, config.image_size, config.image_size), align_corners=False)
+    warped = F.grid_sample(batch.unsqueeze(1), grid.to(batch.device), mode="bilinear", padding_mode="border", align_corners=False)
+    warped = warped.squeeze(1).clamp(1e-4, 1.0)
+    gamma = torch.exp(uniform(-0.35, 0.35)).view(n, 1, 1).to(batch.device)
+    contrast = uniform(0.8, 1.2).view(n, 1, 1).to(batch.device)
+    brightness = uniform(-0.08, 0.08).view(n, 1, 1).to(batch.device)
+    noise = torch.randn(warped.shape, generator=generator).to(batch.device) * uniform(0, 0.03).view(n, 1, 1).to(batch.device)
+    out = (warped**gamma - 0.5) * contrast + 0.5 + brightness + noise
+    return out.clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------- loss
+
+
+def positive_weights(labels: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
+    """neg/pos per label over the known labels, capped: the rare findings count more."""
+    known = ~torch.isnan(labels)
+    positives = torch.nansum(labels, 0)
+    negatives = known.sum(0) - positives
+    return (negatives / positives.clamp(min=1)).clamp(1.0, cap)
+
+
+def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the known labels only (NaN targets contribute nothing)."""
+    known = ~torch.isnan(targets)
+    losses = F.binary_cross_entropy_with_logits(
+        logits.float(), torch.nan_to_num(targets, nan=0.0), pos_weight=pos_weight, reduction="none"
+    )
+    return (losses * known).sum() / known.sum().clamp(min=1)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def predict(network: nn.Module, bank: ImageBank, spec: InputSpec, device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Probabilities (N, 14) for a bank stored at exactly the input size."""
+    network.eval()
+    outputs = []
+    for start in range(0, len(bank.sources), batch_size):
+        pixels = bank.pixels[start : start + batch_size].to(device).float() / 255.0
+        with _autocast(device):
+            logits = network(spec.normalise(pixels).contiguous(memory_format=torch.channels_last))
+        outputs.append(torch.sigmoid(logits.float()).cpu())
+    return torch.cat(outputs).numpy() if outputs else np.empty((0, len(PATHOLOGIES)))
+
+
+def validation_report(probabilities: np.ndarray, bank: ImageBank) -> dict:
+    """Per-source, per-label AUROC and positive counts; the score used to pick the checkpoint."""
+    labels = bank.labels.numpy()
+    sources = np.array(bank.sources)
+    report: dict = {"per_source": {}}
+    scores = []
+    for source in sorted(set(bank.sources)):
+        rows = sources == source
+        per_label = {}
+        for index, label in enumerate(PATHOLOGIES):
+            known = ~np.isnan(labels[rows, index])
+            positives = int(np.nansum(labels[rows, index]))
+            if positives >= MIN_VAL_POSITIVES and positives < known.sum():
+                value = auroc(labels[rows, index][known], probabilities[rows, index][known])
+                per_label[label] = {"auroc": round(float(value), 4), "positives": positives, "n": int(known.sum())}
+                scores.append(value)
+        report["per_source"][source] = per_label
+    report["score"] = float(np.mean(scores)) if scores else float("nan")
+    return report
+
+
+def val_thresholds(probabilities: np.ndarray, bank: ImageBank) -> dict[str, float]:
+    """Operating thresholds chosen on validation data (Youden's J); 0.5 where too few positives."""
+    labels = bank.labels.numpy()
+    chosen = {}
+    for index, label in enumerate(PATHOLOGIES):
+        known = ~np.isnan(labels[:, index])
+        positives = int(np.nansum(labels[:, index]))
+        if positives >= MIN_VAL_POSITIVES and positives < known.sum():
+            chosen[label] = round(float(choose_threshold(labels[known, index], probabilities[known, index])), 4)
+        else:
+            chosen[label] = 0.5
+    return chosen
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _autocast(device: torch.device):
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return nullcontext()
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def training_cases(config: TrainConfig) -> tuple[list[Case], list[Case]]:
+    train, val = [], []
+    if config.nih:
+        train += read_nih(config.nih, ["train"])
+        val += read_nih(config.nih, ["val"])
+    if config.pediatric:
+        train += read_pediatric(config.pediatric, ["train"])
+        val += read_pediatric(config.pediatric, ["val"])
+    for csv_path, images in config.csv:
+        train += read_label_csv(csv_path, images)
+    for csv_path, images in config.val_csv:
+        val += read_label_csv(csv_path, images)
+    if not train:
+        raise SystemExit("No training images: give --nih, --pediatric or --csv.")
+    return train, val
+
+
+def weights_digest(network: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_unwrap(network).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def run(config: TrainConfig, command: str) -> dict | None:
+    """Train, validate, checkpoint; rank 0 writes the model card. Returns the card on rank 0."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = choose_device(config.device)
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(config.work_dir / "train.log" if rank == 0 else None, rank)
+    torch.manual_seed(config.seed)
+
+    train_cases, val_cases = training_cases(config)
+    train_bank = ImageBank.load(train_cases, config.image_size, "training")
+    val_bank = ImageBank.load(val_cases, config.image_size, "validation") if rank == 0 else None
+    pos_weight = positive_weights(train_bank.labels).to(device)
+    spec = InputSpec(size=config.image_size)
+
+    network = build_network().to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    step, best = 0, {"score": -1.0}
+    state_path = config.work_dir / "state.pt"
+    if config.resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), json.loads(state["best"])
+        log.info("resumed from step %d (best validation score %.4f)", step, best["score"])
+    if distributed:
+        network = nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+
+    per_rank = config.batch_size // world
+    steps_per_epoch = max(1, len(train_bank.sources) // config.batch_size)
+    log.info(
+        "training %d images (%s), validating on %d, %d steps of %d images, %d px, %d process(es) on %s",
+        len(train_cases), _count_sources(train_bank.sources), len(val_cases), config.steps, config.batch_size,
+        config.image_size, world, device,
+    )
+    started, last_save, seen_at_start = time.monotonic(), time.monotonic(), step
+    loss_average = None
+    while step < config.steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        sampler = DistributedSampler(_Plan(epoch_plan(train_bank, epoch, config.seed, config.nih_share)),
+                                     num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+        order = torch.tensor(list(sampler), dtype=torch.long)
+        while position < steps_per_epoch and step < config.steps:
+            indices = order[position * per_rank : (position + 1) * per_rank]
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+            pixels = train_bank.pixels[indices].to(device).float() / 255.0
+            inputs = spec.normalise(augment(pixels, config, generator)).contiguous(memory_format=torch.channels_last)
+            targets = train_bank.labels[indices].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config)
+            network.train()
+            with _autocast(device):
+                logits = network(inputs)
+            loss = masked_bce(logits, targets, pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            position += 1
+            loss_average = float(loss) if loss_average is None else 0.98 * loss_average + 0.02 * float(loss)
+            if rank == 0 and (step % 20 == 0 or step == config.steps):
+                rate = (step - seen_at_start) * config.batch_size / (time.monotonic() - started)
+                eta = (config.steps - step) * config.batch_size / max(rate, 1e-9)
+                log.info("step %d/%d loss %.4f lr %.2e %.1f img/s eta %.0f min", step, config.steps,
+                         loss_average, learning_rate(step, config), rate, eta / 60)
+            if rank == 0 and val_bank is not None and (step % config.validate_every == 0 or step == config.steps):
+                best = _validate(network, val_bank, spec, device, step, best, config)
+            if time.monotonic() - last_save > config.checkpoint_minutes * 60 or step == config.steps:
+                if rank == 0:
+                    _save_state(state_path, network, optimizer, step, best)
+                last_save = time.monotonic()
+    print(f"rank {rank} final weights digest {weights_digest(network)}", flush=True)
+    card = None
+    if rank == 0:
+        card = _write_card(config, command, best, step, time.monotonic() - started, train_bank)
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return card
+
+
+def _validate(network, val_bank, spec, device, step, best, config) -> dict:
+    started = time.monotonic()
+    probabilities = predict(_unwrap(network), val_bank, spec, device)
+    report = validation_report(probabilities, val_bank)
+    log.info("validation at step %d: score %.4f (%.0f s) %s", step, report["score"], time.monotonic() - started,
+             json.dumps(report["per_source"]))
+    if not math.isnan(report["score"]) and report["score"] > best["score"]:
+        best = {"score": report["score"], "step": step, "report": report,
+                "thresholds": val_thresholds(probabilities, val_bank)}
+        save_checkpoint(_unwrap(network), {}, config.work_dir / "best.json")
+        log.info("new best checkpoint at step %d", step)
+    return best
+
+
+def _save_state(path: Path, network, optimizer, step: int, best: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save({"network": _unwrap(network).state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "best": json.dumps(best)}, temporary)
+    temporary.replace(path)
+    log.info("saved training state at step %d", step)
+
+
+def _write_card(config: TrainConfig, command: str, best: dict, step: int, seconds: float, bank: ImageBank) -> dict:
+    """The model card for the checkpoint that scored best on validation data."""
+    best_card = config.work_dir / "best.json"
+    if not best_card.exists():
+        raise SystemExit("No validation data, so no checkpoint was selected; give validation data.")
+    network = load_model(best_card, device="cpu").network
+    card = {
+        "model_version": config.model_version,
+        "input": InputSpec(size=config.image_size).as_dict(),
+        "training": {
+            "command": command,
+            "data": _count_sources(bank.sources),
+            "steps": step,
+            "selected_step": best.get("step"),
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "wall_clock_s_this_process": round(seconds),
+            "config": json.loads(json.dumps(asdict(config), default=str)),
+            "initialisation": "random (no pretrained weights)",
+        },
+        "validation_during_training": best.get("report", {}),
+        "thresholds": best.get("thresholds", {label: 0.5 for label in PATHOLOGIES}),
+    }
+    return save_checkpoint(network, card, config.out)
+
+
+def _count_sources(sources: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for source in sources:
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def _setup_logging(path: Path | None, rank: int) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if path is not None:
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True,
+                        format="%(asctime)s %(message)s")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="model card to write (weights go beside it)")
+    parser.add_argument("--work-dir", type=Path, required=True, help="training state, log, intermediate checkpoints")
+    parser.add_argument("--nih", type=Path, help="NIH folder with labels.csv (split column) and images/")
+    parser.add_argument("--pediatric", type=Path, help="pediatric pneumonia folder with labels.csv and images/")
+    parser.add_argument("--csv", nargs=2, action="append", type=Path, default=[], metavar=("LABELS_CSV", "IMAGES_DIR"),
+                        help="extra training data: a CSV of image + pathology columns and its image folder")
+    parser.add_argument("--val-csv", nargs=2, action="append", type=Path, default=[], metavar=("LABELS_CSV", "IMAGES_DIR"))
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--nih-share", type=float, default=0.5)
+    parser.add_argument("--zoom", type=float, nargs=2, default=(1.0, 1.3), metavar=("MIN", "MAX"))
+    parser.add_argument("--rotate-deg", type=float, default=8.0)
+    parser.add_argument("--shift", type=float, default=0.08)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validate-every", type=int, default=500)
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--model-version", default="0.1.0")
+
+
+def main(args: argparse.Namespace) -> None:
+    config = TrainConfig(**{key: value for key, value in vars(args).items() if key in TrainConfig.__dataclass_fields__})
+    config.zoom = tuple(config.zoom)
+    config.csv = [tuple(pair) for pair in config.csv]
+    config.val_csv = [tuple(pair) for pair in config.val_csv]
+    run(config, "python -m xai_core train " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
