@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from .data import Case, read_label_csv, read_nih, read_pediatric
+from .explain import captured_output
 from .imaging import read_xray
 from .labels import PATHOLOGIES
 from .model import InputSpec, _unwrap, build_network, choose_device, load_model, save_checkpoint
@@ -61,6 +62,7 @@ class TrainConfig:
     zoom: tuple[float, float] = (1.0, 1.3)
     rotate_deg: float = 8.0
     shift: float = 0.08
+    attention_prior: float = 0.0  # weight of the loss on class evidence outside the thorax (NIH images)
     seed: int = 0
     validate_every: int = 500
     checkpoint_minutes: float = 5.0
@@ -92,6 +94,10 @@ class ImageBank:
         labels = torch.from_numpy(np.stack([case.labels for case in cases])) if cases else torch.empty((0, len(PATHOLOGIES)))
         return cls(pixels=pixels, labels=labels, sources=[case.source for case in cases])
 
+    @property
+    def is_nih(self) -> torch.Tensor:
+        return torch.tensor([source == "nih" for source in self.sources])
+
 
 def epoch_plan(bank: ImageBank, epoch: int, seed: int, nih_share: float) -> torch.Tensor:
     """This epoch's image order: a weighted draw with replacement so NIH gets nih_share of the images.
@@ -122,8 +128,27 @@ class _Plan(torch.utils.data.Dataset):
 # ---------------------------------------------------------------- augmentation
 
 
-def augment(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """(N, S, S) in [0, 1] -> (N, size, size): random zoom, rotation, shift and intensity changes.
+def random_affine(n: int, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) affine matrices for F.affine_grid: random zoom, rotation and shift."""
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator)
+
+    zoom = uniform(*config.zoom)
+    angle = uniform(-config.rotate_deg, config.rotate_deg) * math.pi / 180
+    shift_x, shift_y = uniform(-config.shift, config.shift), uniform(-config.shift, config.shift)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    return torch.stack([torch.stack([cos, -sin, shift_x * 2], 1), torch.stack([sin, cos, shift_y * 2], 1)], 1)
+
+
+def warp(batch: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, S, S) -> (N, size, size) through the affine matrices theta (edges repeated)."""
+    grid = F.affine_grid(theta.to(batch.device), (batch.shape[0], 1, size, size), align_corners=False)
+    return F.grid_sample(batch.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False).squeeze(1)
+
+
+def augment(batch: torch.Tensor, theta: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """(N, S, S) in [0, 1] -> (N, size, size): the affine warp theta, then random intensity changes.
 
     No horizontal flip: chest anatomy is lateralised (heart on the left, liver on
     the right, the aortic knob), so a flipped film is not a plausible radiograph
@@ -133,22 +158,27 @@ def augment(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator
     n = batch.shape[0]
 
     def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, generator=generator)
+        return (low + (high - low) * torch.rand(n, generator=generator)).view(n, 1, 1).to(batch.device)
 
-    zoom = uniform(*config.zoom)
-    angle = uniform(-config.rotate_deg, config.rotate_deg) * math.pi / 180
-    shift_x, shift_y = uniform(-config.shift, config.shift), uniform(-config.shift, config.shift)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift_x * 2], 1), torch.stack([sin, cos, shift_y * 2], 1)], 1)
-    grid = F.affine_grid(theta, (n, 1, config.image_size, config.image_size), align_corners=False)
-    warped = F.grid_sample(batch.unsqueeze(1), grid.to(batch.device), mode="bilinear", padding_mode="border", align_corners=False)
-    warped = warped.squeeze(1).clamp(1e-4, 1.0)
-    gamma = torch.exp(uniform(-0.35, 0.35)).view(n, 1, 1).to(batch.device)
-    contrast = uniform(0.8, 1.2).view(n, 1, 1).to(batch.device)
-    brightness = uniform(-0.08, 0.08).view(n, 1, 1).to(batch.device)
-    noise = torch.randn(warped.shape, generator=generator).to(batch.device) * uniform(0, 0.03).view(n, 1, 1).to(batch.device)
+    warped = warp(batch, theta, config.image_size).clamp(1e-4, 1.0)
+    gamma, contrast, brightness = torch.exp(uniform(-0.35, 0.35)), uniform(0.8, 1.2), uniform(-0.08, 0.08)
+    noise = torch.randn(warped.shape, generator=generator).to(batch.device) * uniform(0, 0.03)
     out = (warped**gamma - 0.5) * contrast + 0.5 + brightness + noise
     return out.clamp(0.0, 1.0)
+
+
+def thorax_prior(size: int) -> torch.Tensor:
+    """(size, size) soft mask of where the thorax lies on an adult frontal film, 1 inside.
+
+    A generous rounded rectangle read off the mean of NIH training images (lungs,
+    mediastinum, heart and diaphragm; not the outer tenth on each side, the neck
+    strip or the lower abdomen). It is a prior on position only, never derived
+    from the radiologists' boxes, and is warped with each image's augmentation.
+    """
+    coords = (torch.arange(size) + 0.5) / size
+    def band(x: torch.Tensor, low: float, high: float, softness: float = 0.03) -> torch.Tensor:
+        return torch.sigmoid((x - low) / softness) * torch.sigmoid((high - x) / softness)
+    return band(coords, 0.06, 0.84).unsqueeze(1) * band(coords, 0.10, 0.90).unsqueeze(0)
 
 
 # ---------------------------------------------------------------- loss
@@ -160,6 +190,19 @@ def positive_weights(labels: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
     positives = torch.nansum(labels, 0)
     negatives = known.sum(0) - positives
     return (negatives / positives.clamp(min=1)).clamp(1.0, cap)
+
+
+def evidence_outside(features: torch.Tensor, head: nn.Linear, inside: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean fraction of each label's positive evidence that lies outside the mask.
+
+    features (N, K, h, w) from the last block (non-negative after its ReLU);
+    the evidence map of label c is sum_k relu(W[c, k]) A_k, the part of the
+    pooled linear head that can raise c's logit, which is what Grad-CAM++ shows
+    for this head. inside (N, h, w) in [0, 1]; weights (N, 14).
+    """
+    evidence = torch.einsum("nkhw,ck->nchw", features.float(), head.weight.float().clamp(min=0))
+    outside = (evidence * (1 - inside).unsqueeze(1)).sum((2, 3)) / (evidence.sum((2, 3)) + 1e-6)
+    return (outside * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
@@ -287,6 +330,7 @@ def run(config: TrainConfig, command: str) -> dict | None:
     spec = InputSpec(size=config.image_size)
 
     network = build_network().to(device).to(memory_format=torch.channels_last)
+    prior = thorax_prior(config.image_size).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     step, best = 0, {"score": -1.0}
@@ -318,26 +362,31 @@ def run(config: TrainConfig, command: str) -> dict | None:
             indices = order[position * per_rank : (position + 1) * per_rank]
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
             pixels = train_bank.pixels[indices].to(device).float() / 255.0
-            inputs = spec.normalise(augment(pixels, config, generator)).contiguous(memory_format=torch.channels_last)
+            theta = random_affine(len(indices), config, generator)
+            inputs = spec.normalise(augment(pixels, theta, config, generator)).contiguous(memory_format=torch.channels_last)
             targets = train_bank.labels[indices].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             network.train()
-            with _autocast(device):
+            with _autocast(device), captured_output(_unwrap(network).layer4) as features:
                 logits = network(inputs)
-            loss = masked_bce(logits, targets, pos_weight)
+            classification = masked_bce(logits, targets, pos_weight)
+            outside = (_prior_loss(features[-1], network, theta, prior, targets, logits, train_bank.is_nih[indices].to(device))
+                       if config.attention_prior > 0 else torch.zeros((), device=device))
+            loss = classification + config.attention_prior * outside
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             step += 1
             position += 1
-            loss_average = float(loss) if loss_average is None else 0.98 * loss_average + 0.02 * float(loss)
+            latest = np.array([float(classification.detach()), float(outside.detach())])
+            loss_average = latest if loss_average is None else 0.98 * loss_average + 0.02 * latest
             if rank == 0 and (step % 20 == 0 or step == config.steps):
                 rate = (step - seen_at_start) * config.batch_size / (time.monotonic() - started)
                 eta = (config.steps - step) * config.batch_size / max(rate, 1e-9)
-                log.info("step %d/%d loss %.4f lr %.2e %.1f img/s eta %.0f min", step, config.steps,
-                         loss_average, learning_rate(step, config), rate, eta / 60)
+                log.info("step %d/%d loss %.4f evidence outside thorax %.3f lr %.2e %.1f img/s eta %.0f min", step,
+                         config.steps, *loss_average, learning_rate(step, config), rate, eta / 60)
             if rank == 0 and val_bank is not None and (step % config.validate_every == 0 or step == config.steps):
                 best = _validate(network, val_bank, spec, device, step, best, config)
             if time.monotonic() - last_save > config.checkpoint_minutes * 60 or step == config.steps:
@@ -352,6 +401,19 @@ def run(config: TrainConfig, command: str) -> dict | None:
         dist.barrier()
         dist.destroy_process_group()
     return card
+
+
+def _prior_loss(features, network, theta, prior, targets, logits, is_nih) -> torch.Tensor:
+    """Evidence outside the thorax prior (warped like the image), on NIH images only.
+
+    Each label counts by the model's own probability (the evidence it uses) and
+    fully where the label is a known positive. Pediatric films are framed
+    differently (arms, abdomen), so the adult prior is not applied to them.
+    """
+    inside = warp(prior.expand(len(theta), -1, -1), theta, prior.shape[-1])
+    inside = F.adaptive_avg_pool2d(inside.unsqueeze(1), features.shape[-2:]).squeeze(1)
+    weights = torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float()) * is_nih.float().unsqueeze(1)
+    return evidence_outside(features, _unwrap(network).fc, inside, weights)
 
 
 def _validate(network, val_bank, spec, device, step, best, config) -> dict:
@@ -435,6 +497,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zoom", type=float, nargs=2, default=(1.0, 1.3), metavar=("MIN", "MAX"))
     parser.add_argument("--rotate-deg", type=float, default=8.0)
     parser.add_argument("--shift", type=float, default=0.08)
+    parser.add_argument("--attention-prior", type=float, default=0.0,
+                        help="weight of the penalty on class evidence outside the thorax prior (NIH images); 0 = off")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
