@@ -32,3 +32,27 @@ def dicom_file() -> Callable[[str], Path]:
         return Path(path)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The checkpoint the viewer loads by default (the shipped one, or $XAI_MODEL_CARD)."""
+    from xai_core.model import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def chest_dicom(dicom_file) -> Path:
+    """The real adult PA chest CR that pydicom-data ships (the viewer's sample)."""
+    return dicom_file("RG1_UNCI.dcm")
+
+
+@pytest.fixture(scope="session")
+def nih_test_images(shared_data) -> list[Path]:
+    """NIH test-split images that have radiologist boxes, in a fixed order."""
+    import csv
+
+    with open(shared_data / "nih" / "boxes.csv", newline="") as handle:
+        names = sorted({row["image"] for row in csv.DictReader(handle)})
+    return [shared_data / "nih" / "images" / name for name in names]

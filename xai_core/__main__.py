@@ -10,7 +10,7 @@ from pathlib import Path
 from . import train as training
 from .errors import XRayError
 from .labels import PATHOLOGIES, require_label
-from .model import DEFAULT_CARD
+from .model import default_card
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -66,8 +66,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(format_table(report))
     if args.record_in_card:
-        record_in_card(args.weights, args.record_in_card, report)
-        print(f"recorded as '{args.record_in_card}' in {args.weights}")
+        card_path = args.weights or default_card()
+        record_in_card(card_path, args.record_in_card, report)
+        print(f"recorded as '{args.record_in_card}' in {card_path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="probabilities and overlays for images")
     explain.add_argument("images", nargs="+", type=Path)
     explain.add_argument("--out", type=Path, required=True)
-    explain.add_argument("--weights", type=Path, default=DEFAULT_CARD, help="model card (.json) of the checkpoint")
+    explain.add_argument("--weights", type=Path, help="model card (.json) of the checkpoint (default: $XAI_MODEL_CARD, else the shipped one)")
     explain.add_argument("--labels", nargs="+", help="only these pathologies (default: all 14)")
     explain.add_argument("--saliency", action="store_true", help="add gradient saliency to each overlay")
     explain.add_argument("--colormap", default="inferno")
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--boxes", type=Path, help="CSV: image, finding, x, y, w, h")
     evaluate.add_argument("--split", help="keep only rows whose 'split' column has this value")
     evaluate.add_argument("--out", type=Path, required=True)
-    evaluate.add_argument("--weights", type=Path, default=DEFAULT_CARD)
+    evaluate.add_argument("--weights", type=Path, help="model card (.json) of the checkpoint (default: $XAI_MODEL_CARD, else the shipped one)")
     evaluate.add_argument("--threshold", type=float, default=0.5, help="attention-region threshold on the normalised map")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and random-control seed")
     evaluate.add_argument("--device", default=None)

@@ -128,6 +128,8 @@ def read_boxes(csv_path: str | Path) -> dict[str, list[Finding]]:
             image = Path(row["image"].strip()).name
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise XRayError(f"{csv_path.name}, row {number}: needs image, finding, x, y, w, h.") from error
+        except XRayError as error:
+            raise XRayError(f"{csv_path.name}, row {number}: {error}") from error
         if label is None:
             raise XRayError(f"{csv_path.name}, row {number}: '{row['finding']}' is not one of the 14 pathologies.")
         boxes.setdefault(image, []).append(Finding(label, box))

@@ -20,7 +20,7 @@ from .errors import XRayError
 from .explain import explain
 from .imaging import read_xray
 from .labels import PATHOLOGIES
-from .model import DEFAULT_CARD, load_model, read_card
+from .model import load_model, read_card
 from .stats import auroc, bootstrap_auroc_ci, expected_calibration_error, sensitivity_specificity
 
 # Labels with fewer positives than this in the evaluated data are reported but
@@ -66,7 +66,7 @@ def evaluate_dataset(
     images: Path,
     labels_csv: Path,
     boxes_csv: Path | None = None,
-    card_path: Path = DEFAULT_CARD,
+    card_path: Path | None = None,
     split: str | None = None,
     device: str | None = None,
     outline_threshold: float = 0.5,

@@ -129,6 +129,9 @@ def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.T
 
 def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Any differentiable head: the real gradient of each logit, one backward pass per label."""
+    # The input asks for gradients so that the block's output has a graph even when
+    # the network's own parameters are frozen (as load_model leaves them).
+    inputs = inputs.detach().requires_grad_(True)
     with torch.enable_grad(), captured_output(network.layer4) as outputs:
         logits = network(inputs)[0]
         activations = outputs[0]

@@ -34,6 +34,7 @@ TARGET_LAYER = "layer4"  # the last convolutional block: Grad-CAM++ reads its ou
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_CARD = WEIGHTS_DIR / "resnet50_cxr14.json"
 DEVICE_ENV = "XAI_DEVICE"
+CARD_ENV = "XAI_MODEL_CARD"  # another checkpoint's card, e.g. a hospital's own fine-tuned model
 _SAVED_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -156,9 +157,17 @@ def input_spec_of(card: dict[str, Any]) -> InputSpec:
     return InputSpec(size=int(spec.get("size", 224)), mean=float(spec.get("mean", 0.5)), std=float(spec.get("std", 0.25)))
 
 
-def load_model(card_path: str | os.PathLike = DEFAULT_CARD, device: str | torch.device | None = None) -> XRayModel:
-    """Load a checkpoint after checking its card, its label order and its weights' sha256."""
-    card_path = Path(card_path)
+def default_card() -> Path:
+    """$XAI_MODEL_CARD when set, else the shipped checkpoint's card."""
+    return Path(os.environ.get(CARD_ENV) or DEFAULT_CARD)
+
+
+def load_model(card_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> XRayModel:
+    """Load a checkpoint after checking its card, its label order and its weights' sha256.
+
+    card_path defaults to default_card(); device to choose_device().
+    """
+    card_path = Path(card_path) if card_path is not None else default_card()
     card = read_card(card_path)
     weights_path = card_path.parent / card.get("weights_file", "")
     if not weights_path.is_file():

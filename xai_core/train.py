@@ -393,6 +393,11 @@ def run(config: TrainConfig, command: str) -> dict | None:
                 if rank == 0:
                     _save_state(state_path, network, optimizer, step, best)
                 last_save = time.monotonic()
+    if distributed:
+        # DDP syncs buffers (BatchNorm running statistics) from rank 0 at the start of each
+        # forward pass, so after the last step each rank holds its own: take rank 0's.
+        for buffer in _unwrap(network).buffers():
+            dist.broadcast(buffer, src=0)
     print(f"rank {rank} final weights digest {weights_digest(network)}", flush=True)
     card = None
     if rank == 0:

@@ -1,0 +1,100 @@
+"""Training: a two-process DDP run on the CPU (gloo) ends with identical weights, and a loadable checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xai_core.model import load_model
+from xai_core.train import TrainConfig, augment, evidence_outside, masked_bce, random_affine, thorax_prior
+
+
+def _subset_csv(shared_data: Path, path: Path, split: str, count: int) -> Path:
+    with open(shared_data / "nih" / "labels.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == split][:count]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_ddp_training_ends_with_identical_weights(shared_data, tmp_path):
+    images = shared_data / "nih" / "images"
+    train_csv = _subset_csv(shared_data, tmp_path / "train.csv", "train", 8)
+    val_csv = _subset_csv(shared_data, tmp_path / "val.csv", "val", 12)
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+        "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"), "--work-dir", str(tmp_path / "work"),
+        "--csv", str(train_csv), str(images), "--val-csv", str(val_csv), str(images),
+        "--image-size", "64", "--batch-size", "4", "--steps", "3", "--warmup-steps", "1",
+        "--validate-every", "3", "--attention-prior", "1.0", "--device", "cpu",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", **_env()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    digests = dict(re.findall(r"rank (\d) final weights digest ([0-9a-f]{64})", result.stdout + result.stderr))
+    assert set(digests) == {"0", "1"}
+    assert digests["0"] == digests["1"]
+    model = load_model(tmp_path / "out" / "m.json", device="cpu")
+    assert model.card["training"]["command"].startswith("python -m xai_core train")
+    assert model.card["training"]["steps"] == 3
+    assert (tmp_path / "work" / "train.log").read_text().count("validation at step 3") == 1
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def test_augmentation_keeps_range_and_size_and_never_flips():
+    config = TrainConfig(out=Path("unused.json"), work_dir=Path("unused"), image_size=64, rotate_deg=0, shift=0,
+                         zoom=(1.0, 1.0))
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.zeros(2, 80, 80)
+    batch[:, :, :20] = 1.0  # a bright left edge
+    theta = random_affine(2, config, generator)
+    out = augment(batch, theta, config, generator)
+    assert out.shape == (2, 64, 64) and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert float(out[:, :, :10].mean()) > float(out[:, :, -10:].mean()) + 0.3  # still on the left
+
+
+def test_masked_loss_ignores_unknown_labels():
+    logits = torch.tensor([[5.0, -5.0], [0.0, 0.0]])
+    known = torch.tensor([[1.0, float("nan")], [float("nan"), float("nan")]])
+    flipped = torch.tensor([[1.0, float("nan")], [float("nan"), float("nan")]])
+    weight = torch.ones(2)
+    assert masked_bce(logits, known, weight) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-5.0))))
+    assert masked_bce(logits, flipped, weight) == masked_bce(logits, known, weight)
+
+
+def test_evidence_outside_the_thorax_is_measured_where_it_lies():
+    head = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, -1.0]]))
+    inside = torch.from_numpy(np.pad(np.ones((3, 3), np.float32), 2))[None]  # 7 x 7, centre 3 x 3 inside
+    features = torch.zeros(1, 2, 7, 7)
+    features[0, 0, 0, 0] = 1.0  # positive evidence in a corner
+    features[0, 1, 3, 3] = 5.0  # a negatively weighted channel does not count as evidence
+    assert float(evidence_outside(features, head, inside, torch.ones(1, 1)).detach()) == pytest.approx(1.0, abs=1e-5)
+    features[0, 0, 3, 3] = 3.0
+    assert float(evidence_outside(features, head, inside, torch.ones(1, 1)).detach()) == pytest.approx(0.25, abs=1e-5)
+    prior = thorax_prior(224)
+    assert float(prior[50:170, 40:184].min()) > 0.95  # the lung fields and the heart
+    edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
+    assert float(edges.max()) < 0.15
