@@ -95,6 +95,6 @@ def test_evidence_outside_the_thorax_is_measured_where_it_lies():
     features[0, 0, 3, 3] = 3.0
     assert float(evidence_outside(features, head, inside, torch.ones(1, 1)).detach()) == pytest.approx(0.25, abs=1e-5)
     prior = thorax_prior(224)
-    assert float(prior[50:170, 40:184].min()) > 0.95  # the lung fields and the heart
+    assert float(prior[50:170, 40:184].min()) > 0.85  # the lung fields and the heart (soft edges)
     edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
     assert float(edges.max()) < 0.15
