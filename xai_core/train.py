@@ -39,6 +39,24 @@ from .stats import auroc, choose_threshold
 
 log = logging.getLogger("xai_core.train")
 
+DATA_SOURCES = {
+    "nih": "NIH Clinical Center ChestX-ray14 (Wang et al., CVPR 2017), a 1,402-image subset at 512 px; "
+    "released without use restrictions, attribution required.",
+    "pediatric": "Pediatric chest X-rays, Guangzhou Women and Children's Medical Center (Kermany et al., Cell 2018); "
+    "CC BY 4.0. Only the pneumonia label is known; the other 13 are masked as unknown.",
+}
+LIMITATIONS = [
+    "Research and education use only; not for diagnosis or treatment decisions.",
+    "Trained from random initialisation (no pretrained weights) on the CPU for a short schedule, on about 900 adult "
+    "NIH images and 4,400 pediatric images: far less data than a clinical model needs.",
+    "NIH labels were mined from radiology reports by NLP and are noisy; the pediatric set is one hospital's children "
+    "aged 1-5.",
+    "Shortcut risk: in the NIH subset the follow-up number, AP/PA view and devices correlate with the labels; check "
+    "the heatmaps and the alignment figures, which show how often attention falls in the radiologists' boxes.",
+    "Labels with fewer than 10 positives in the NIH test split are not validated.",
+    "Inputs are squashed to a square; lateral views, other body parts and non-radiographs are out of distribution.",
+]
+
 # Labels with fewer known positives than this in the validation data get no
 # tuned threshold and no say in checkpoint selection.
 MIN_VAL_POSITIVES = 5
@@ -463,6 +481,8 @@ def _write_card(config: TrainConfig, command: str, best: dict, step: int, second
             "config": json.loads(json.dumps(asdict(config), default=str)),
             "initialisation": "random (no pretrained weights)",
         },
+        "data_sources": {source: DATA_SOURCES[source] for source in _count_sources(bank.sources) if source in DATA_SOURCES},
+        "limitations": LIMITATIONS,
         "validation_during_training": best.get("report", {}),
         "thresholds": best.get("thresholds", {label: 0.5 for label in PATHOLOGIES}),
     }
