@@ -71,6 +71,25 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"recorded as '{args.record_in_card}' in {card_path}")
 
 
+def _fit_ood(args: argparse.Namespace) -> None:
+    from .data import read_nih, read_pediatric
+    from .model import load_model
+    from .ood import calibrate
+
+    card_path = args.weights or default_card()
+    train, val = [], []
+    if args.nih:
+        train += read_nih(args.nih, ["train"])
+        val += read_nih(args.nih, ["val"])
+    if args.pediatric:
+        train += read_pediatric(args.pediatric, ["train"])[: args.pediatric_limit]
+        val += read_pediatric(args.pediatric, ["val"])
+    if not train or not val:
+        raise SystemExit("Give --nih and/or --pediatric: training images to fit on, validation images for the threshold.")
+    section = calibrate(load_model(card_path, device=args.device), card_path, train, val)
+    print(json.dumps(section, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m xai_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--record-in-card", metavar="NAME", help="also store the report in the model card under NAME")
     evaluate.set_defaults(run=_evaluate)
+
+    fit_ood = commands.add_parser("fit-ood", help="out-of-distribution statistics of the training images' features")
+    fit_ood.add_argument("--nih", type=Path, help="NIH folder (train to fit, val for the threshold)")
+    fit_ood.add_argument("--pediatric", type=Path, help="pediatric folder (train to fit, val for the threshold)")
+    fit_ood.add_argument("--pediatric-limit", type=int, default=1000, help="at most this many pediatric training images")
+    fit_ood.add_argument("--weights", type=Path, help="model card to add the statistics to (default: the shipped one)")
+    fit_ood.add_argument("--device", default=None)
+    fit_ood.set_defaults(run=_fit_ood)
 
     train = commands.add_parser("train", help="fine-tune the ResNet-50 (single process or torchrun)")
     training.add_arguments(train)

@@ -53,6 +53,16 @@ class Explanation:
     raw_cams: np.ndarray  # (14, h, w), non-negative
     image_shape: tuple[int, int]  # (H, W) of the XRay
     model_version: str
+    features: np.ndarray  # (K,) the pooled features the head reads
+    ood_distance: float | None = None  # distance from the training images' features (ood.py)
+    ood_threshold: float | None = None
+
+    @property
+    def out_of_distribution(self) -> bool | None:
+        """True when the image is unlike the training films; None when the checkpoint has no statistics."""
+        if self.ood_distance is None or self.ood_threshold is None:
+            return None
+        return self.ood_distance > self.ood_threshold
 
     def probability(self, label: str) -> float:
         return float(self.probabilities[self.labels.index(require_label(label))])
@@ -93,9 +103,11 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     inputs = model.input_spec.prepare(pixels, model.device)
     if _has_pooled_linear_head(model.network):
-        logits, cams = _closed_form_cams(model.network, inputs)
+        logits, cams, features = _closed_form_cams(model.network, inputs)
     else:
-        logits, cams = _autograd_cams(model.network, inputs)
+        logits, cams, features = _autograd_cams(model.network, inputs)
+    features = features.cpu().numpy().astype(np.float32)
+    distribution = model.feature_distribution
     return Explanation(
         labels=model.labels,
         probabilities=torch.sigmoid(logits).cpu().numpy().astype(np.float32),
@@ -103,6 +115,9 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
         raw_cams=cams.cpu().numpy().astype(np.float32),
         image_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
         model_version=model.version,
+        features=features,
+        ood_distance=None if distribution is None else distribution.distance(features),
+        ood_threshold=None if distribution is None else distribution.threshold,
     )
 
 
@@ -115,7 +130,7 @@ def grad_cam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tenso
     return (gradients.clamp(min=0) * alpha).sum(dim=(-2, -1))
 
 
-def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     with torch.inference_mode(), captured_output(network.layer4) as outputs:
         logits = network(inputs)[0].float()
         activations = outputs[0][0].float()  # (K, h, w)
@@ -124,10 +139,10 @@ def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.T
         gradients = gradients.expand(-1, -1, h, w)
         weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients)  # (L, K)
         cams = torch.einsum("lk,khw->lhw", weights, activations).clamp_(min=0)
-    return logits, cams
+    return logits, cams, activations.mean(dim=(1, 2))
 
 
-def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Any differentiable head: the real gradient of each logit, one backward pass per label."""
     # The input asks for gradients so that the block's output has a graph even when
     # the network's own parameters are frozen (as load_model leaves them).
@@ -141,7 +156,7 @@ def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tens
     activations = activations[0].detach().float()
     weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients.float())
     cams = torch.einsum("lk,khw->lhw", weights, activations).clamp_(min=0)
-    return logits.detach().float(), cams
+    return logits.detach().float(), cams, activations.mean(dim=(1, 2))
 
 
 def _has_pooled_linear_head(network: nn.Module) -> bool:

@@ -25,8 +25,10 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from torchvision.models import resnet50
 
+from . import ood
 from .errors import XRayError
 from .labels import PATHOLOGIES
+from .ood import FeatureDistribution
 
 CARD_FORMAT = "cxr-xai-model-card/1"
 ARCHITECTURE = "torchvision resnet50, fc = Linear(2048, 14), weights=None"
@@ -85,6 +87,7 @@ class XRayModel:
     card: dict[str, Any]
     device: torch.device
     input_spec: InputSpec
+    feature_distribution: FeatureDistribution | None = None  # for the out-of-distribution warning
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -192,7 +195,8 @@ def load_model(card_path: str | os.PathLike | None = None, device: str | torch.d
     if chosen.type == "cpu":
         network = network.to(memory_format=torch.channels_last)
     network.requires_grad_(False)
-    return XRayModel(network=network, card=card, device=chosen, input_spec=input_spec_of(card))
+    return XRayModel(network=network, card=card, device=chosen, input_spec=input_spec_of(card),
+                     feature_distribution=ood.load(card, card_path))
 
 
 def save_checkpoint(

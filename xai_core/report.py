@@ -39,6 +39,11 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
             "input_size": model.input_spec.size,
         },
         "image": {"sha256": xray.sha256, "metadata": xray.metadata.as_dict(), "notices": list(xray.notices)},
+        "out_of_distribution": {
+            "flagged": explanation.out_of_distribution,
+            "distance": None if explanation.ood_distance is None else round(explanation.ood_distance, 4),
+            "threshold": explanation.ood_threshold,
+        },
         "findings": findings,
         "settings": settings,
     }

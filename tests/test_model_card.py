@@ -1,0 +1,65 @@
+"""The shipped model card's figures are reproduced by the evaluate command's engine on the same data."""
+
+from __future__ import annotations
+
+import pytest
+
+from xai_core.evaluate import MIN_POSITIVES_TO_VALIDATE, evaluate_dataset
+from xai_core.model import DEFAULT_CARD, read_card
+
+CARD = read_card(DEFAULT_CARD)
+
+
+def _assert_same(recorded, measured, path="report"):
+    if isinstance(recorded, dict):
+        assert set(recorded) == set(measured), path
+        for key in recorded:
+            _assert_same(recorded[key], measured[key], f"{path}.{key}")
+    elif isinstance(recorded, list):
+        assert len(recorded) == len(measured), path
+        for index, (a, b) in enumerate(zip(recorded, measured)):
+            _assert_same(a, b, f"{path}[{index}]")
+    elif isinstance(recorded, float):
+        assert measured == pytest.approx(recorded, abs=2e-3), path
+    else:
+        assert recorded == measured, path
+
+
+@pytest.fixture(scope="module")
+def nih_test_report(shared_data):
+    nih = shared_data / "nih"
+    return evaluate_dataset(images=nih / "images", labels_csv=nih / "labels.csv", boxes_csv=nih / "boxes.csv",
+                            card_path=DEFAULT_CARD, split="test", device="cpu")
+
+
+def test_nih_test_figures_are_reproduced(nih_test_report):
+    recorded = CARD["metrics"]["nih_test"]
+    assert recorded["weights_sha256"] == CARD["weights_sha256"]
+    _assert_same(recorded["labels"], nih_test_report["labels"], "labels")
+    _assert_same(recorded["alignment"]["all"], nih_test_report["alignment"]["all"], "alignment")
+    _assert_same(recorded["alignment"]["per_finding"], nih_test_report["alignment"]["per_finding"], "per_finding")
+    assert recorded["data"]["n"] == nih_test_report["data"]["n"] == 318
+    assert recorded["alignment"]["all"]["model"]["n"] == 60
+
+
+def test_pediatric_val_figures_are_reproduced(shared_data):
+    root = shared_data / "pediatric_pneumonia"
+    report = evaluate_dataset(images=root / "images", labels_csv=root / "labels.csv", card_path=DEFAULT_CARD,
+                              split="val", device="cpu")
+    _assert_same(CARD["metrics"]["pediatric_val"]["labels"]["Pneumonia"], report["labels"]["Pneumonia"], "Pneumonia")
+
+
+def test_labels_with_few_test_positives_are_marked_not_validated():
+    for label, status in CARD["validation"].items():
+        if status["test_positives"] < MIN_POSITIVES_TO_VALIDATE:
+            assert status["status"].startswith("not validated"), label
+        else:
+            assert status["status"].startswith("validated"), label
+    assert CARD["validation"]["Hernia"]["status"].startswith("not validated")  # 3 test positives
+
+
+def test_operating_thresholds_were_chosen_on_validation_data():
+    assert CARD["training"]["command"].startswith("python -m xai_core train")
+    assert "test" not in CARD["training"]["command"]
+    chosen = CARD["validation_during_training"]["per_source"]
+    assert "nih" in chosen and "pediatric" in chosen

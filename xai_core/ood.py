@@ -1,0 +1,127 @@
+"""Is this image like the frontal chest radiographs the model was trained on?
+
+The model's own pooled features (the 2048 values the linear head reads) of the
+training images are summarised by a probabilistic PCA: their mean, the top
+principal directions with their variances, and one variance for everything
+else. An image's distance is the Mahalanobis distance of its features under
+that model. A knee, an MR slice, an ultrasound frame or a photograph lands far
+from the chest films; the threshold is the 99th percentile of the distances of
+the validation images (so about 1 chest film in 100 is flagged).
+
+The statistics live in a safetensors file beside the weights, named and
+checksummed in the model card, like the weights themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from tqdm import tqdm
+
+from .data import Case
+from .errors import XRayError
+from .imaging import read_xray
+
+COMPONENTS = 64
+FALSE_ALARM_RATE = 0.01  # share of in-distribution validation images flagged
+
+
+@dataclass(frozen=True)
+class FeatureDistribution:
+    mean: np.ndarray  # (K,)
+    components: np.ndarray  # (k, K), orthonormal rows
+    variances: np.ndarray  # (k,)
+    residual_variance: float
+    threshold: float
+
+    def distance(self, features: np.ndarray) -> float:
+        """Mahalanobis distance of one image's pooled features under the training images' PPCA model."""
+        centred = np.asarray(features, dtype=np.float64) - self.mean
+        projected = self.components @ centred
+        residual = max(float(centred @ centred - projected @ projected), 0.0)
+        return float(np.sqrt((projected**2 / self.variances).sum() + residual / self.residual_variance))
+
+    def is_unusual(self, features: np.ndarray) -> bool:
+        return self.distance(features) > self.threshold
+
+
+def fit(features: np.ndarray, components: int = COMPONENTS) -> FeatureDistribution:
+    """PPCA of (N, K) training features; the threshold is set later from validation images."""
+    mean = features.mean(axis=0)
+    _, singular, directions = np.linalg.svd(features - mean, full_matrices=False)
+    eigenvalues = singular**2 / max(len(features) - 1, 1)
+    k = min(components, len(eigenvalues) - 1)
+    rest = eigenvalues[k:]
+    residual = float(rest.sum() / max(features.shape[1] - k, 1))
+    return FeatureDistribution(mean=mean, components=directions[:k], variances=np.maximum(eigenvalues[:k], 1e-12),
+                               residual_variance=max(residual, 1e-12), threshold=float("inf"))
+
+
+def pooled_features(model, cases: list[Case], description: str) -> np.ndarray:
+    """(N, 2048) features that the head reads, one forward pass per image."""
+    from .explain import explain
+
+    rows = []
+    for case in tqdm(cases, desc=description, unit="image"):
+        rows.append(explain(model, read_xray(case.image)).features)
+    return np.stack(rows)
+
+
+def save(distribution: FeatureDistribution, path: Path) -> str:
+    """Write the statistics; return the file's sha256."""
+    tensors = {
+        "mean": torch.from_numpy(distribution.mean.astype(np.float32)),
+        "components": torch.from_numpy(distribution.components.astype(np.float32)),
+        "variances": torch.from_numpy(distribution.variances.astype(np.float32)),
+        "residual_variance": torch.tensor([distribution.residual_variance], dtype=torch.float32),
+    }
+    blob = save_safetensors(tensors)
+    path.write_bytes(blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def load(card: dict, card_path: Path) -> FeatureDistribution | None:
+    """The card's out-of-distribution statistics, checked against their sha256; None when the card has none."""
+    section = card.get("out_of_distribution")
+    if not section:
+        return None
+    path = Path(card_path).parent / section["file"]
+    try:
+        blob = path.read_bytes()
+    except OSError as error:
+        raise XRayError(f"The out-of-distribution statistics {path.name} named by the model card are missing.") from error
+    if hashlib.sha256(blob).hexdigest() != section.get("sha256"):
+        raise XRayError(f"{path.name} does not match the sha256 in the model card; refusing to load it.")
+    tensors = {name: tensor.double().numpy() for name, tensor in load_safetensors(blob).items()}
+    return FeatureDistribution(mean=tensors["mean"], components=tensors["components"], variances=tensors["variances"],
+                               residual_variance=float(tensors["residual_variance"][0]),
+                               threshold=float(section["threshold"]))
+
+
+def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dict:
+    """Fit on training images, set the threshold on validation images, record both in the model card."""
+    distribution = fit(pooled_features(model, train, "training features"))
+    distances = np.array([distribution.distance(f) for f in pooled_features(model, val, "validation features")])
+    threshold = float(np.quantile(distances, 1 - FALSE_ALARM_RATE))
+    card_path = Path(card_path)
+    stats_path = card_path.with_name(card_path.stem + "_ood.safetensors")
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["out_of_distribution"] = {
+        "method": f"Mahalanobis distance of the pooled layer4 features under a PPCA ({len(distribution.variances)} "
+        "components) of the training images' features",
+        "file": stats_path.name,
+        "sha256": save(distribution, stats_path),
+        "threshold": round(threshold, 4),
+        "threshold_rule": f"{100 * (1 - FALSE_ALARM_RATE):.0f}th percentile of the validation images' distances",
+        "fitted_on_images": len(train),
+        "validation_images": len(val),
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card["out_of_distribution"]
