@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from xai_core.model import load_model
-from xai_core.train import TrainConfig, augment, evidence_outside, masked_bce, random_affine, thorax_prior
+from xai_core.train import ImageBank, TrainConfig, augment, rank_order, evidence_outside, masked_bce, random_affine, thorax_prior
 
 
 def _subset_csv(shared_data: Path, path: Path, split: str, count: int) -> Path:
@@ -98,3 +98,14 @@ def test_evidence_outside_the_thorax_is_measured_where_it_lies():
     assert float(prior[50:170, 40:184].min()) > 0.85  # the lung fields and the heart (soft edges)
     edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
     assert float(edges.max()) < 0.15
+
+
+def test_each_epoch_is_a_balanced_shuffled_draw_split_between_processes():
+    sources = ["nih"] * 100 + ["pediatric"] * 500
+    bank = ImageBank(pixels=torch.zeros(600, 1, 1, dtype=torch.uint8), labels=torch.zeros(600, 14), sources=sources)
+    config = TrainConfig(out=Path("unused.json"), work_dir=Path("unused"), nih_share=0.5)
+    first, second = rank_order(bank, 0, config, 0, 2), rank_order(bank, 0, config, 1, 2)
+    assert len(first) == len(second) == 300
+    for part in (first[:100], first[100:200], second[:100]):  # NIH images spread through the epoch, not in a block
+        assert 0.35 < float((part < 100).float().mean()) < 0.65
+    assert not torch.equal(rank_order(bank, 1, config, 0, 2), first)  # a new draw each epoch

@@ -132,6 +132,13 @@ def epoch_plan(bank: ImageBank, epoch: int, seed: int, nih_share: float) -> torc
     return torch.randperm(count, generator=generator)
 
 
+def rank_order(bank: ImageBank, epoch: int, config: TrainConfig, rank: int, world: int) -> torch.Tensor:
+    """The image indices this process trains on in this epoch: its DistributedSampler share of the plan."""
+    plan = _Plan(epoch_plan(bank, epoch, config.seed, config.nih_share))
+    sampler = DistributedSampler(plan, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+    return torch.tensor([plan[position] for position in sampler], dtype=torch.long)
+
+
 class _Plan(torch.utils.data.Dataset):
     def __init__(self, order: torch.Tensor):
         self.order = order
@@ -373,9 +380,7 @@ def run(config: TrainConfig, command: str) -> dict | None:
     loss_average = None
     while step < config.steps:
         epoch, position = divmod(step, steps_per_epoch)
-        sampler = DistributedSampler(_Plan(epoch_plan(train_bank, epoch, config.seed, config.nih_share)),
-                                     num_replicas=world, rank=rank, shuffle=False, drop_last=True)
-        order = torch.tensor(list(sampler), dtype=torch.long)
+        order = rank_order(train_bank, epoch, config, rank, world)
         while position < steps_per_epoch and step < config.steps:
             indices = order[position * per_rank : (position + 1) * per_rank]
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
