@@ -253,3 +253,19 @@ def to_png_bytes(rgb: np.ndarray, *, text_metadata: dict[str, str] | None = None
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def display_shape(shape: tuple[int, int], max_side: int = 1024) -> tuple[int, int]:
+    """(H, W) scaled down (never up) so that the longer side is at most max_side, aspect kept."""
+    height, width = shape
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_grey(grey01: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] float image resized (area-averaged when shrinking) to (H, W), for display."""
+    array = np.asarray(grey01, dtype=np.float32)
+    if array.shape == tuple(shape):
+        return array
+    image = Image.fromarray(array, mode="F").resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float32)
