@@ -256,9 +256,9 @@ def show_result(model: XRayModel, name: str, xray: XRay, settings: dict) -> None
     first, second = right.columns(2)
     first.download_button("Overlay (PNG)", to_png_bytes(overlay, text_metadata={"model_version": model.version,
                                                                                 "label": label}),
-                          file_name=f"{stem}_{label}.png", mime="image/png")
+                          file_name=f"{stem}_{label}.png", mime="image/png", on_click="ignore")
     second.download_button("Result (JSON)", json.dumps(record, indent=2), file_name=f"{stem}.json",
-                           mime="application/json", key="download_json")
+                           mime="application/json", key="download_json", on_click="ignore")
 
 
 def main() -> None:

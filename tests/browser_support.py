@@ -1,0 +1,73 @@
+"""Start the viewer on loopback and open Debian's Chromium with Playwright (tests, screenshots, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(url, process) of `streamlit run app/main.py` on a free loopback port; stopped on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true"]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the viewer did not start: {process.stdout.read() if process.stdout else ''}")
+                time.sleep(0.3)
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def open_sample(page, timeout_ms: int = 180_000) -> None:
+    """Press Open sample and wait until the overlay and the pathology picker are drawn."""
+    page.get_by_role("button", name="Open sample").click()
+    page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_ms)
+
+
+def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
+    """Wait for Streamlit's 'running' indicator to go away (a rerun has finished drawing)."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='stStatusWidget'] button\")"
+        " && !document.querySelector(\"[data-stale='true']\")",
+        timeout=timeout_ms,
+    )
