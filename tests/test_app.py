@@ -115,3 +115,17 @@ def test_dicom_window_change_reruns_the_model_on_the_new_window(forward_passes):
 def test_overlay_and_result_can_be_downloaded():
     at = _opened_sample()
     assert {button.label for button in at.download_button} == {"Overlay (PNG)", "Result (JSON)"}
+
+
+def test_a_tibia_radiograph_gets_the_out_of_distribution_caution(dicom_file):
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.file_uploader[0].upload("knee.dcm", dicom_file("RG3_UNCI.dcm").read_bytes(), "application/dicom").run()
+    assert not at.exception
+    assert any("does not look like the frontal chest radiographs" in warning.value for warning in at.warning)
+    assert len(at.dataframe[0].value) == 14  # the result is still shown
+
+
+def test_the_chest_sample_gets_no_caution():
+    at = _opened_sample()
+    assert not any("does not look like" in warning.value for warning in at.warning)
