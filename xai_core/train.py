@@ -294,8 +294,14 @@ def val_thresholds(probabilities: np.ndarray, bank: ImageBank) -> dict[str, floa
 
 
 def _autocast(device: torch.device):
+    """Mixed precision where the hardware computes it natively; float32 elsewhere.
+
+    On a CPU without bfloat16 instructions (AVX-512 BF16 or AMX) oneDNN emulates
+    bfloat16, which made a 224 px training step about 20 times slower than float32 on an
+    AVX2 machine.
+    """
     if device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast("cpu", dtype=torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else nullcontext()
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     return nullcontext()
