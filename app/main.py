@@ -2,26 +2,30 @@
 
 Layout and widgets only: every image, model and map operation is a call into
 xai_core. Uploads stay in memory (Streamlit keeps them there, and so do the
-caches below); nothing a user gives is written to disk or logged.
+caches below, which forget an image after an hour); nothing a user gives is
+written to disk or logged, and upload file names are never shown.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
+from streamlit.delta_generator import DeltaGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run app/main.py` from anywhere
 
 from xai_core.errors import XRayError  # noqa: E402
 from xai_core.explain import Explanation, explain, saliency  # noqa: E402
-from xai_core.imaging import XRay, read_xray, with_window  # noqa: E402
+from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray, with_window  # noqa: E402
 from xai_core.labels import display_name  # noqa: E402
 from xai_core.model import XRayModel, load_model  # noqa: E402
 from xai_core.overlay import (  # noqa: E402
@@ -36,8 +40,15 @@ from xai_core.overlay import (  # noqa: E402
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
 
+UPLOADED = "Uploaded image"  # what an upload is called on the page: its file name may carry the patient's
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom"]
+LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
+SALIENCY_COLOUR, OUTLINE_COLOUR = "#00ff00", "#00ffff"  # render_overlay's defaults
+SMOOTHGRAD_SAMPLES = 16
+HOVER_GRID = 96  # cells on the long side of the invisible layer that gives attention values on hover
+FIGURE_HEIGHT = 540
+Window = tuple[float, float] | None  # (level, width) chosen by the user; None: the file's own window
+CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -46,32 +57,37 @@ def shared_model() -> XRayModel:
     return load_model()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
 def read_image(data: bytes) -> XRay:
     return read_xray(data)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def explain_image(image_sha256: str, window: tuple[float, float] | None, _xray: XRay) -> Explanation:
+@st.cache_data(max_entries=32, ttl=CACHE_TTL_S, show_spinner=False)
+def explain_image(image_sha256: str, window: Window, _xray: XRay) -> Explanation:
     """One forward pass per (image, window): toggling a pathology or an overlay never repeats it."""
     return explain(shared_model(), _xray)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def saliency_map(image_sha256: str, window: tuple[float, float] | None, label: str, samples: int, _xray: XRay) -> np.ndarray:
+@st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
+def saliency_map(image_sha256: str, window: Window, label: str, samples: int, _xray: XRay) -> np.ndarray:
     return saliency(shared_model(), _xray, label, smoothgrad_samples=samples)
 
 
-def current_image() -> tuple[str, bytes] | None:
-    """(name, bytes) of the image to show: the newest upload, else the opened sample."""
-    return st.session_state.get("image")
+@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def radiograph_png(image_sha256: str, window: Window, _grey: np.ndarray) -> bytes:
+    """The radiograph at display size as an 8-bit grey PNG (the three channels are equal)."""
+    return to_png_bytes(render_overlay(_grey)[:, :, 0])
+
+
+# --- callbacks: they run before the page is drawn again ---------------------------------
 
 
 def _on_upload() -> None:
     upload = st.session_state.get("upload")
     if upload is not None:
-        st.session_state["image"] = ("uploaded image", upload.getvalue())
-        st.session_state.pop("window", None)
+        st.session_state["image"] = (UPLOADED, upload.getvalue())
+    elif st.session_state.get("image", ("",))[0] == UPLOADED:
+        del st.session_state["image"]  # the user removed the upload
 
 
 def _open_sample() -> None:
@@ -79,132 +95,222 @@ def _open_sample() -> None:
     name = st.session_state.get("sample_choice") or next(iter(samples), None)
     if name in samples:
         st.session_state["image"] = (name, samples[name].read_bytes())
-        st.session_state.pop("window", None)
 
 
-def _on_table_select() -> None:
-    rows = st.session_state["pathology_table"]["selection"]["rows"]
-    order = st.session_state.get("table_order", [])
-    if rows and rows[0] < len(order):
+def _show_table_row(table_key: str, order: list[str]) -> None:
+    rows = st.session_state[table_key]["selection"]["rows"]
+    if rows:
         st.session_state["pathology"] = order[rows[0]]
+    # A fresh table is drawn with the shown row ticked, also when the user unticked it.
+    st.session_state["table_version"] = st.session_state.get("table_version", 0) + 1
 
 
-def sidebar(model: XRayModel) -> dict:
-    """Image source and display controls; returns the display settings."""
+def _reset_window(image_sha256: str) -> None:
+    for name in ("level", "width"):
+        st.session_state.pop(f"window_{name}_{image_sha256}", None)
+
+
+# --- page parts -------------------------------------------------------------------------------
+
+
+def header(model: XRayModel) -> None:
+    title, notice = st.columns([2, 3], vertical_alignment="center")
+    title.markdown("#### Chest X-ray explainability viewer")
+    spec = model.input_spec
+    title.caption(f"Model {model.version} · ResNet-50, {spec.size} px input · {model.device.type.upper()}")
+    notice.warning(f"**{DISCLAIMER}**", icon="⚠️")
+
+
+def image_source() -> DeltaGenerator:
+    """Upload or sample, in the sidebar; returns the place for a line on what is shown."""
+    samples = sample_images()
     with st.sidebar:
-        st.header("Image")
-        st.file_uploader("Upload a chest radiograph (PNG, JPEG or DICOM, up to 50 MB)", type=UPLOAD_TYPES,
-                         key="upload", on_change=_on_upload)
-        samples = sample_images()
+        st.subheader("Image")
+        st.file_uploader(
+            f"DICOM, PNG or JPEG, up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB",
+            key="upload",
+            on_change=_on_upload,
+            help="Any file name is accepted (PACS exports often have no suffix): the format is read "
+            "from the content. The file stays in memory and is never stored.",
+        )
         if len(samples) > 1:
             st.selectbox("Sample", list(samples), key="sample_choice")
-        st.button("Open sample", on_click=_open_sample, disabled=not samples, type="primary",
+        st.button("Open sample", on_click=_open_sample, disabled=not samples, width="stretch",
                   help="A real, de-identified adult PA chest radiograph (DICOM) from the pydicom-data package.")
-        st.header("Overlay")
-        layers = st.pills("Layers", [HEATMAP, SALIENCY, OUTLINE], selection_mode="multi", default=[HEATMAP, OUTLINE],
+        return st.container()
+
+
+def overlay_settings() -> dict:
+    """The overlay controls; returns the settings (they also go into the JSON record)."""
+    with st.sidebar:
+        st.subheader("Overlay")
+        layers = st.pills("Layers", [HEATMAP, SALIENCY, OUTLINE], selection_mode="multi", default=[HEATMAP],
                           key="layers")
         opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
         colormap = st.selectbox("Colour map", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
-        threshold = st.slider("Outline threshold (fraction of the map's maximum)", 0.05, 0.95, 0.5, 0.05,
-                              key="threshold")
-        smoothgrad = st.toggle("SmoothGrad (16 noisy copies; slower)", key="smoothgrad")
-        st.caption(f"Model {model.version} · {model.device.type.upper()} · input {model.input_spec.size} px")
+        threshold = st.slider("Outline threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
+                              help="The outline encloses where the map reaches this fraction of its maximum.")
+        smoothgrad = st.toggle(f"SmoothGrad saliency ({SMOOTHGRAD_SAMPLES} noisy copies, slower)", key="smoothgrad")
     return {"layers": list(layers or []), "opacity": float(opacity), "colormap": colormap,
-            "outline_threshold": float(threshold), "smoothgrad_samples": 16 if smoothgrad else 0}
+            "outline_threshold": float(threshold), "smoothgrad_samples": SMOOTHGRAD_SAMPLES if smoothgrad else 0}
 
 
-def window_controls(xray: XRay) -> tuple[float, float] | None:
-    """DICOM metadata and window level/width controls; returns the user's window, if changed."""
+def window_controls(xray: XRay) -> Window:
+    """Window level and width for a greyscale DICOM, in the sidebar; None while the file's own window is kept."""
     metadata = xray.metadata
-    with st.expander("Image details (de-identified technical metadata)", expanded=False):
-        shown = {key: value for key, value in metadata.as_dict().items() if value is not None}
-        st.table(pd.DataFrame({"value": [str(v) for v in shown.values()]}, index=list(shown)))
-        if xray.modality_values is None:
-            return None
-        low, high = (metadata.value_range or (float(xray.modality_values.min()), float(xray.modality_values.max())))
-        span = max(high - low, 1.0)
-        default_center = metadata.window_center if metadata.window_center is not None else (low + high) / 2
-        default_width = metadata.window_width if metadata.window_width is not None else span
-        st.caption(f"Window used: level {default_center:g}, width {default_width:g} ({metadata.window_source}).")
-        center = st.slider("Window level", float(low), float(high), float(np.clip(default_center, low, high)),
-                           key="window_center")
-        width = st.slider("Window width", 1.0, float(span * 2), float(np.clip(default_width, 1.0, span * 2)),
-                          key="window_width")
-    if (center, width) == (default_center, default_width):
+    low, high = metadata.value_range
+    span = max(high - low, 1.0)
+    step = 1.0 if span >= 100 else span / 100
+    file_level = metadata.window_center if metadata.window_center is not None else (low + high) / 2
+    file_width = metadata.window_width if metadata.window_width is not None else span
+    default_level, default_width = float(np.clip(file_level, low, high)), float(np.clip(file_width, step, 2 * span))
+    with st.sidebar:
+        st.subheader("Display window")
+        shown = "%.0f" if step == 1.0 else "%.3g"
+        level = st.slider("Window level", float(low), float(high), default_level, step, shown,
+                          key=f"window_level_{xray.sha256}")
+        width = st.slider("Window width", step, float(2 * span), default_width, step, shown,
+                          key=f"window_width_{xray.sha256}")
+        st.button("Reset to the file's window", on_click=_reset_window, args=(xray.sha256,), width="stretch")
+    if (level, width) == (default_level, default_width):
         return None
-    return float(center), float(width)
+    return float(level), float(width)
 
 
-def probability_table(model: XRayModel, explanation: Explanation) -> None:
+def image_details(xray: XRay) -> None:
+    """The window used and the technical metadata, in the sidebar."""
+    metadata = xray.metadata
+    with st.sidebar:
+        if metadata.window_source == "VOI LUT":
+            used = "the file's VOI LUT"
+        elif metadata.window_center is not None:
+            used = f"level {metadata.window_center:g}, width {metadata.window_width:g} ({metadata.window_source})"
+        else:
+            used = None
+        if used:
+            st.caption(f"Window used: {used}.")
+        with st.expander("Image details (de-identified)"):
+            shown = {key.replace("_", " "): value for key, value in metadata.as_dict().items() if value is not None}
+            st.table({"value": {key: _readable(value) for key, value in shown.items()}})
+
+
+def _readable(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return " – ".join(_readable(item) for item in value)
+    return str(value)
+
+
+def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str, key: str) -> None:
+    """All 14 pathologies by probability; ticking a row shows that pathology's map."""
     thresholds, status = model.thresholds(), model.validation_status()
-    order = sorted(explanation.labels, key=explanation.probability, reverse=True)
-    st.session_state["table_order"] = order
-    rows = [
-        {
-            "Pathology": display_name(label),
-            "Probability": explanation.probability(label),
-            "Flag": "▲" if explanation.probability(label) >= thresholds[label] else "",
-            "Validation": "validated" if status[label].startswith("validated") else "not validated",
-        }
-        for label in order
-    ]
+    rows = {
+        "Pathology": [display_name(name) for name in order],
+        "Probability": [explanation.probability(name) for name in order],
+        "▲": ["▲" if explanation.probability(name) >= thresholds[name] else "" for name in order],
+        "Validated": ["yes" if status[name].startswith("validated") else "no" for name in order],
+    }
     st.dataframe(
-        pd.DataFrame(rows),
+        rows,
         hide_index=True,
-        width="stretch",
-        height=35 * 15 + 3,
-        on_select=_on_table_select,
+        row_height=30,
+        height=30 * (len(order) + 1) + 2,
+        key=key,
+        on_select=partial(_show_table_row, key, order),
         selection_mode="single-row",
-        key="pathology_table",
+        selection_default={"selection": {"rows": [order.index(label)]}},
         column_config={
-            "Pathology": st.column_config.TextColumn("Pathology", width=130),
-            "Probability": st.column_config.ProgressColumn("Probability", min_value=0.0, max_value=1.0, format="%.2f",
-                                                           width=120),
-            "Flag": st.column_config.TextColumn("▲", width=30, help="Above its operating threshold (chosen on validation data)"),
-            "Validation": st.column_config.TextColumn(
-                "Validation", width=100, help="Validated: at least 10 positives in the NIH test split (see the model card)"),
+            "Pathology": st.column_config.TextColumn(width=122),
+            "Probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f", width=96,
+                                                           color="blue"),  # calm: red would read as alarm
+            "▲": st.column_config.TextColumn(width=26, help="At or above its operating threshold (model card)"),
+            "Validated": st.column_config.TextColumn(
+                width=72, help="Whether the held-out test split had enough positives to validate it (model card)"),
         },
     )
-    st.caption("Click a row, or choose below, to show where the model looked for that pathology.")
 
 
-def figures(grey: np.ndarray, overlay: np.ndarray, attention: np.ndarray | None) -> go.Figure:
-    """Original and overlay side by side, zoom and pan linked, attention values on hover."""
-    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.01, subplot_titles=("Original", "Where the model looked"))
-    figure.add_trace(go.Image(z=np.repeat((grey * 255).astype(np.uint8)[:, :, None], 3, axis=2), hoverinfo="skip"), 1, 1)
-    figure.add_trace(go.Image(z=overlay, hoverinfo="skip"), 1, 2)
-    if attention is not None:
-        step = max(1, max(attention.shape) // 96)
-        coarse = attention[step // 2 :: step, step // 2 :: step]
-        ys, xs = np.arange(coarse.shape[0]) * step + step // 2, np.arange(coarse.shape[1]) * step + step // 2
-        figure.add_trace(go.Heatmap(z=coarse, x=xs, y=ys, opacity=0, showscale=False,
-                                    hovertemplate="attention %{z:.2f}<extra></extra>"), 1, 2)
-    figure.update_xaxes(showticklabels=False, matches="x")
-    figure.update_yaxes(showticklabels=False, matches="y", autorange="reversed", scaleanchor="x")
-    figure.update_layout(height=500, margin=dict(l=0, r=0, t=30, b=0), dragmode="pan",
+def pathology_summary(model: XRayModel, explanation: Explanation, label: str) -> None:
+    probability, threshold = explanation.probability(label), model.thresholds()[label]
+    side = "above" if probability >= threshold else "below"
+    st.markdown(
+        f"**{display_name(label)}** · probability **{probability:.3f}**, {side} its operating threshold "
+        f"{threshold:.3f}  \nModel card: {model.validation_status()[label]}."
+    )
+
+
+def image_figure(original_png: bytes, overlay_png: bytes, hover: dict, overlay_title: str) -> go.Figure:
+    """Original and overlay side by side; zoom and pan are linked; hovering gives the attention there."""
+    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.01)
+    for column, png, title in ((1, original_png, "Original"), (2, overlay_png, overlay_title)):
+        source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        figure.add_trace(go.Image(source=source, hoverinfo="skip"), 1, column)
+        figure.add_trace(go.Heatmap(**hover, opacity=0, showscale=False, hovertemplate=(
+            "attention %{z:.2f} of this map's maximum<br>raw %{customdata:.3g}<extra></extra>")), 1, column)
+        # Titles sit at the images' left edge: the mode bar appears on the right when the mouse is over the figure.
+        figure.add_annotation(text=title, xref="x domain", yref="y domain", x=0, y=1, xanchor="left",
+                              yanchor="bottom", showarrow=False, font_size=14, row=1, col=column)
+    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False)
+    figure.update_xaxes(**axes, matches="x", constrain="domain")
+    figure.update_yaxes(**axes, matches="y", autorange="reversed", scaleanchor="x", constrain="domain")
+    figure.update_layout(height=FIGURE_HEIGHT, margin=dict(l=0, r=0, t=28, b=0), dragmode="pan",
                          paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return figure
 
 
-def legend(colormap: str, layers: list[str]) -> None:
-    parts = []
+def hover_layer(explanation: Explanation, label: str, shown_shape: tuple[int, int]) -> dict:
+    """A coarse grid of the normalised and raw map, placed over the displayed image's pixel coordinates."""
+    grid = display_shape(explanation.image_shape, HOVER_GRID)
+    scale_y, scale_x = shown_shape[0] / grid[0], shown_shape[1] / grid[1]
+    return {
+        "z": explanation.normalized_map(label, grid),
+        "customdata": explanation.raw_map(label, grid),
+        "x0": (scale_x - 1) / 2, "dx": scale_x, "y0": (scale_y - 1) / 2, "dy": scale_y,
+    }
+
+
+def legend(settings: dict, explanation: Explanation, label: str) -> None:
+    def swatch(colour: str) -> str:
+        return (f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{colour};"
+                "border:1px solid #888;vertical-align:-0.05em'></span>")
+
+    layers, parts = settings["layers"], []
     if HEATMAP in layers:
-        parts += [f"<span style='color:{colour}'>■</span> {name} attention ({text})"
-                  for name, text, colour in legend_entries(colormap)]
+        parts += [f"{swatch(colour)} {name} ({text})" for name, text, colour in legend_entries(settings["colormap"])]
     if SALIENCY in layers:
-        parts.append("<span style='color:#00ff00'>■</span> gradient saliency")
+        parts.append(f"{swatch(SALIENCY_COLOUR)} gradient saliency")
     if OUTLINE in layers:
-        parts.append("<span style='color:#00ffff'>▢</span> attention outline")
+        parts.append(f"<span style='color:{OUTLINE_COLOUR}'>▢</span> outline at {settings['outline_threshold']:.2f}")
     if parts:
         st.markdown(" &nbsp; ".join(parts), unsafe_allow_html=True)
+    st.caption(
+        f"Map scaling: per-image min–max, 1 = this map's maximum. Raw attention strength for "
+        f"{display_name(label)}: {explanation.strength(label):.3g} (comparable across pathologies and images). "
+        "Scroll to zoom, drag to pan, double-click to reset; hover for attention values."
+    )
 
 
-def show_result(model: XRayModel, name: str, xray: XRay, settings: dict) -> None:
-    window = window_controls(xray) if xray.metadata.format == "DICOM" else None
-    if window is not None:
-        xray = with_window(xray, *window)
+def downloads(overlay_png: Callable[[], bytes], record: dict, label: str) -> None:
+    stem = f"cxr_{record['image']['sha256'][:12]}"
+    first, second = st.columns(2)
+    first.download_button("Overlay (PNG)", overlay_png, file_name=f"{stem}_{label}.png", mime="image/png",
+                          on_click="ignore", width="stretch", help="At the image's full resolution")
+    second.download_button("Result (JSON)", json.dumps(record, indent=2), file_name=f"{stem}.json",
+                           mime="application/json", key="download_json", on_click="ignore", width="stretch")
+
+
+def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
+    window = window_controls(file_xray) if file_xray.modality_values is not None else None
+    xray = with_window(file_xray, *window) if window else file_xray
+    image_details(xray)
     with st.spinner("Running the model…"):
         explanation = explain_image(xray.sha256, window, xray)
+    order = sorted(explanation.labels, key=explanation.probability, reverse=True)
+    if st.session_state.get("pathology_image") != xray.sha256 or st.session_state.get("pathology") not in order:
+        st.session_state["pathology"] = order[0]  # a new image opens on its most probable finding
+        st.session_state["pathology_image"] = xray.sha256
+
     for notice in xray.notices:
         st.info(notice)
     if explanation.out_of_distribution:
@@ -214,80 +320,93 @@ def show_result(model: XRayModel, name: str, xray: XRay, settings: dict) -> None
             "The predictions and maps below are very likely meaningless for it."
         )
 
-    left, right = st.columns([2, 1], gap="small")
-    with right:
-        probability_table(model, explanation)
-        order = st.session_state["table_order"]
-        if st.session_state.get("pathology") not in order:
-            st.session_state["pathology"] = order[0]
+    images, findings = st.columns([7, 3], gap="medium")
+    with findings:
+        label = st.session_state["pathology"]
+        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{label}_{xray.sha256}_{window}"
+        probability_table(model, explanation, order, label, table_key)
+        st.caption("Tick a row, or pick below, to see where the model looked for that pathology.")
         label = st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
-        st.markdown(
-            f"**{display_name(label)}**: probability {explanation.probability(label):.2f} "
-            f"(threshold {model.thresholds()[label]:.2f}) · {model.validation_status()[label]}  \n"
-            f"Map scaling: per-image min–max (1 = this map's maximum). Raw attention strength "
-            f"{explanation.strength(label):.3g}, comparable across pathologies and images."
+        pathology_summary(model, explanation, label)
+
+    layers = [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if layer in settings["layers"]]
+    gradients = None
+    if SALIENCY in layers:
+        with st.spinner("Computing gradient saliency…"):
+            gradients = saliency_map(xray.sha256, window, label, settings["smoothgrad_samples"], xray)
+
+    def overlay(grey: np.ndarray) -> np.ndarray:
+        attention = explanation.normalized_map(label, grey.shape)
+        return render_overlay(
+            grey,
+            heatmap=attention if HEATMAP in layers else None,
+            saliency=None if gradients is None else resize_grey(gradients, grey.shape),
+            outline_map=attention if OUTLINE in layers else None,
+            opacity=settings["opacity"],
+            colormap=settings["colormap"],
+            threshold=settings["outline_threshold"],
         )
 
     shape = display_shape(xray.pixels.shape)
     grey = resize_grey(xray.pixels, shape)
-    attention = explanation.normalized_map(label, shape)
-    gradients = None
-    if SALIENCY in settings["layers"]:
-        with st.spinner("Computing gradient saliency…"):
-            full = saliency_map(xray.sha256, window, label, settings["smoothgrad_samples"], xray)
-        gradients = resize_grey(full, shape)
-    overlay = render_overlay(
-        grey,
-        heatmap=attention if HEATMAP in settings["layers"] else None,
-        saliency=gradients,
-        outline_map=attention if OUTLINE in settings["layers"] else None,
-        opacity=settings["opacity"],
-        colormap=settings["colormap"],
-        threshold=settings["outline_threshold"],
-    )
-    with left:
-        st.plotly_chart(figures(grey, overlay, attention), width="stretch",
-                        config={"scrollZoom": True, "displaylogo": False})
-        legend(settings["colormap"], settings["layers"])
+    overlay_title = f"{display_name(label)} · {' + '.join(LAYER_TITLES[layer] for layer in layers) or 'no overlay'}"
+    with images:
+        st.plotly_chart(
+            image_figure(radiograph_png(xray.sha256, window, grey), to_png_bytes(overlay(grey)),
+                         hover_layer(explanation, label, shape), overlay_title),
+            config={"scrollZoom": True, "displaylogo": False,
+                    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"]},
+        )
+        legend(settings, explanation, label)
 
-    record = explanation_record(model, xray, explanation, {**settings, "pathology_shown": label,
-                                                            "window": list(window) if window else None})
-    stem = f"cxr_{xray.sha256[:12]}"
-    first, second = right.columns(2)
-    first.download_button("Overlay (PNG)", to_png_bytes(overlay, text_metadata={"model_version": model.version,
-                                                                                "label": label}),
-                          file_name=f"{stem}_{label}.png", mime="image/png", on_click="ignore")
-    second.download_button("Result (JSON)", json.dumps(record, indent=2), file_name=f"{stem}.json",
-                           mime="application/json", key="download_json", on_click="ignore")
+    record = explanation_record(model, xray, explanation,
+                                {**settings, "pathology_shown": label, "window": list(window) if window else None})
+    with findings:
+        downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
+            "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
+            "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
+
+
+def welcome() -> None:
+    st.markdown("##### Where does the model look?")
+    st.markdown(
+        "Open a chest radiograph to see the model's probabilities for 14 thoracic pathologies and, for each one, "
+        "where in the image it looked: a Grad-CAM++ heatmap, gradient saliency and an outline of the strongest "
+        "attention. Upload a DICOM, PNG or JPEG file in the sidebar, or try the sample, a real de-identified "
+        "adult PA chest radiograph."
+    )
+    st.button("Open the sample radiograph", on_click=_open_sample, type="primary", disabled=not sample_images())
 
 
 def main() -> None:
-    st.set_page_config(page_title="Chest X-ray explainability viewer", page_icon="🫁", layout="wide")
-    st.markdown("<style>.block-container {padding-top: 2.5rem; padding-left: 2rem; padding-right: 2rem;}</style>",
+    st.set_page_config(page_title="Chest X-ray explainability viewer", page_icon="🫁", layout="wide",
+                       initial_sidebar_state=300)
+    # The uploader would show the file's name, which can carry the patient's: it is hidden (screen sharing, teaching).
+    st.markdown("<style>.block-container {padding: 2.2rem 1.5rem 1rem 1.5rem;} "
+                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;}</style>",
                 unsafe_allow_html=True)
-    st.markdown("#### Chest X-ray explainability viewer")
-    st.error(f"**{DISCLAIMER}**", icon="⚠️")
     try:
         model = shared_model()
     except XRayError as error:
+        st.warning(f"**{DISCLAIMER}**", icon="⚠️")
         st.error(f"The model could not be loaded: {error}")
         return
-    settings = sidebar(model)
-    image = current_image()
+    header(model)
+    showing = image_source()
+    settings = overlay_settings()
+    image = st.session_state.get("image")
     if image is None:
-        st.info("Upload a chest radiograph in the sidebar, or press **Open sample** to try a real adult PA chest "
-                "radiograph. You will see the model's probabilities for 14 pathologies and where it looked for each.")
+        welcome()
         return
     name, data = image
     try:
-        xray = read_image(data)
+        with st.spinner("Reading the image…"):
+            xray = read_image(data)
+        metadata = xray.metadata
+        showing.caption(f"Showing: {name} · {metadata.format} · {metadata.columns} × {metadata.rows} px")
+        show_result(model, xray, settings)
     except XRayError as error:
-        st.error(f"This file could not be opened: {error}")
-        return
-    try:
-        show_result(model, name, xray, settings)
-    except XRayError as error:
-        st.error(str(error))
+        st.error(f"This file could not be opened or explained. {error}")
     except Exception:  # noqa: BLE001 - the page must survive; details stay out of the page and the log
         st.error("Something went wrong while explaining this image. Try another image, or reload the page.")
 

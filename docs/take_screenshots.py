@@ -1,4 +1,9 @@
-"""Screenshots of the viewer on the bundled sample for the README: `python docs/take_screenshots.py`."""
+"""Screenshots of the viewer on the bundled sample for the README: `python docs/take_screenshots.py`.
+
+Uses the checkpoint the viewer loads by default ($XAI_MODEL_CARD or weights/) and
+Debian's Chromium; writes docs/screenshots/viewer_sample.png (Grad-CAM++ heatmap
+on the most probable finding) and viewer_outline.png (outline + gradient saliency).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import launch_chromium, open_sample, running_viewer, wait_until_idle  # noqa: E402
+from browser_support import launch_chromium, open_sample, running_viewer, settle, toggle_layer  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -21,17 +26,14 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(url)
         open_sample(page)
-        wait_until_idle(page)
-        page.mouse.move(800, 995)
-        page.screenshot(path=OUT / "viewer_sample.png")
-        page.get_by_role("button", name="Grad-CAM++ heatmap").click()
-        wait_until_idle(page)
-        page.get_by_role("button", name="Gradient saliency").click()
-        wait_until_idle(page)
-        page.mouse.move(800, 995)
-        page.screenshot(path=OUT / "viewer_outline_saliency.png")
+        settle(page)
+        page.screenshot(path=OUT / "viewer_sample.png", full_page=True)
+        for layer in ("Grad-CAM++ heatmap", "Attention outline", "Gradient saliency"):
+            toggle_layer(page, layer)
+        settle(page)
+        page.screenshot(path=OUT / "viewer_outline.png", full_page=True)
         browser.close()
-    print(f"wrote {OUT / 'viewer_sample.png'} and {OUT / 'viewer_outline_saliency.png'}")
+    print(f"wrote {OUT / 'viewer_sample.png'} and {OUT / 'viewer_outline.png'}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,16 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
         " && !document.querySelector(\"[data-stale='true']\")",
         timeout=timeout_ms,
     )
+
+
+def toggle_layer(page, layer: str) -> None:
+    """Switch one overlay layer (a pill in the sidebar) on or off and wait for the page to redraw."""
+    page.get_by_role("button", name=layer, exact=True).click()
+    wait_until_idle(page)
+
+
+def settle(page) -> None:
+    """Wait for the redraw, then park the mouse where it opens no tooltip (for screenshots)."""
+    wait_until_idle(page)
+    page.mouse.move(900, 12)
+    page.wait_for_timeout(800)

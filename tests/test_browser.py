@@ -1,19 +1,27 @@
-"""End to end in a real browser: the viewer on loopback, driven in Debian's Chromium with Playwright."""
+"""End to end in a real browser: the viewer on loopback, driven in Debian's Chromium with Playwright.
+
+The tests share one page and run in file order, as one reader's session would.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import pytest
 
-from browser_support import CHROMIUM, launch_chromium, open_sample, running_viewer, wait_until_idle
+from browser_support import CHROMIUM, launch_chromium, open_sample, running_viewer, toggle_layer, wait_until_idle
+from xai_core.labels import display_name
+from xai_core.model import default_card
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]
 sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+ROW_HEIGHT = 30  # the probability table's row height in app/main.py
 
 
 @pytest.fixture(scope="module")
@@ -28,50 +36,98 @@ def page():
 
 
 def _problems(page) -> list[str]:
-    alerts = page.locator("[data-testid='stAlertContentError']").all_inner_texts()
-    return [text for text in alerts if "not for diagnosis" not in text.lower()]
+    return page.locator("[data-testid='stAlertContentError']").all_inner_texts()
+
+
+def _shown(page) -> str:
+    """The pathology in the 'Pathology shown' picker."""
+    return page.get_by_role("combobox", name="Pathology shown").input_value()
+
+
+def _overlay_title(page) -> str:
+    return page.locator(".js-plotly-plot .annotation-text").nth(1).text_content()
+
+
+def _download(page, button: str):
+    with page.expect_download() as download:
+        page.get_by_role("button", name=button).click()
+    return download.value.path().read_bytes()
 
 
 def test_sample_shows_14_probabilities_and_the_overlay(page):
     open_sample(page)
-    rows = page.locator("[data-testid='stDataFrame'] [role='row']")
-    assert rows.count() == 15  # header + 14 pathologies
-    assert page.get_by_text("Research and education use only").is_visible()
-    assert page.get_by_text("Where the model looked", exact=True).is_visible()
-    assert _problems(page) == []
-
-
-def test_toggle_a_pathology_and_switch_overlay_modes(page):
-    picker = page.get_by_label("Pathology shown")
-    before = picker.input_value() if picker.evaluate("e => e.tagName") == "INPUT" else ""
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
-    page.get_by_role("option", name="Hernia").click()
-    page.get_by_text("Hernia: probability").wait_for(timeout=30_000)
     wait_until_idle(page)
-    for layer in ("Gradient saliency", "Grad-CAM++ heatmap", "Attention outline"):
-        page.get_by_role("button", name=layer).click()
-        wait_until_idle(page)
-    legend = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="■ gradient saliency")
-    assert legend.count() == 1 and "attention outline" not in legend.inner_text()  # only the saliency layer is left
+    assert page.locator("[data-testid='stDataFrame'] [role='row']").count() == 15  # header + 14 pathologies
+    assert page.get_by_text("Research and education use only").is_visible()
+    version = json.loads(default_card().read_text())["model_version"]
+    assert page.get_by_text(f"Model {version}").is_visible()
+    assert page.locator(".js-plotly-plot .imagelayer image").count() == 2  # original and overlay
+    assert _overlay_title(page) == f"{_shown(page)} · Grad-CAM++"
     assert _problems(page) == []
-    assert before != "Hernia"
 
 
-def test_download_the_json(page, chest_dicom):
-    with page.expect_download() as download_info:
-        page.get_by_role("button", name="Result (JSON)").click()
-    record = json.loads(download_info.value.path().read_text())
+def test_ticking_a_table_row_shows_that_pathology(page):
+    row = 4  # the fifth most probable
+    name = page.locator("[data-testid='stDataFrame'] [role='row']").nth(row + 1).locator("[role='gridcell']").first
+    name = name.inner_text()
+    assert _shown(page) != name
+    table = page.locator("[data-testid='stDataFrame']").bounding_box()
+    page.mouse.click(table["x"] + 16, table["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)  # its tick box
+    wait_until_idle(page)
+    assert _shown(page) == name
+    assert _overlay_title(page).startswith(name)
+    assert page.get_by_text(f"Raw attention strength for {name}").is_visible()
+
+
+def test_hovering_the_overlay_gives_the_attention_there(page):
+    figure = page.locator(".js-plotly-plot").first.bounding_box()
+    page.mouse.move(figure["x"] + figure["width"] * 0.75, figure["y"] + figure["height"] * 0.5)
+    hover = page.locator(".hoverlayer")
+    hover.get_by_text("of this map's maximum").wait_for(timeout=10_000)
+    assert "raw" in hover.text_content()
+    page.mouse.move(5, 5)
+
+
+def test_switching_overlay_modes(page):
+    legend = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="high (")
+    assert legend.count() == 1  # the heatmap's high / medium / low attention legend
+    toggle_layer(page, "Attention outline")
+    toggle_layer(page, "Gradient saliency")
+    assert _overlay_title(page).endswith("Grad-CAM++ + saliency + outline")
+    toggle_layer(page, "Grad-CAM++ heatmap")
+    assert _overlay_title(page).endswith("· saliency + outline")
+    assert page.locator("[data-testid='stMarkdownContainer']").filter(has_text="high (").count() == 0
+    assert page.get_by_text("gradient saliency", exact=False).first.is_visible()
+    assert _problems(page) == []
+
+
+def test_the_json_download_records_the_result(page, chest_dicom):
+    record = json.loads(_download(page, "Result (JSON)"))
+    assert len(record["findings"]) == 14
+    assert record["model"]["version"] == json.loads(default_card().read_text())["model_version"]
     assert record["image"]["sha256"] == hashlib.sha256(chest_dicom.read_bytes()).hexdigest()
-    assert [f["label"] for f in record["findings"]][0] == "Atelectasis" and len(record["findings"]) == 14
-    assert record["settings"]["pathology_shown"] == "Hernia"
+    assert display_name(record["settings"]["pathology_shown"]) == _shown(page)
+    assert set(record["settings"]["layers"]) == {"Gradient saliency", "Attention outline"}
     assert "not for diagnosis" in record["disclaimer"].lower()
+
+
+def test_the_overlay_download_is_at_full_resolution(page):
+    from PIL import Image
+
+    overlay = Image.open(io.BytesIO(_download(page, "Overlay (PNG)")))
+    assert overlay.format == "PNG" and overlay.size == (1841, 1955)
+    assert "not for diagnosis" in overlay.text["Disclaimer"].lower()
 
 
 def test_a_corrupt_upload_shows_its_message_and_the_app_keeps_working(page, tmp_path):
     broken = tmp_path / "broken.dcm"
-    broken.write_bytes(b"DICM" + bytes(range(256)) * 4)
+    broken.write_bytes(b"\0" * 128 + b"DICM" + bytes(range(256)) * 4)
     page.locator("input[type='file']").set_input_files(str(broken))
     page.get_by_text("could not be opened").wait_for(timeout=60_000)
-    assert _problems(page)
+    assert len(_problems(page)) == 1
+    assert not page.get_by_text("broken.dcm").is_visible()  # file names can carry the patient's name
+    assert page.locator(".js-plotly-plot").count() == 0
     open_sample(page)
+    wait_until_idle(page)
     assert _problems(page) == []
+    assert page.locator("[data-testid='stDataFrame'] [role='row']").count() == 15
