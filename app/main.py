@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -49,12 +50,23 @@ HOVER_GRID = 96  # cells on the long side of the invisible layer that gives atte
 FIGURE_HEIGHT = 540
 Window = tuple[float, float] | None  # (level, width) chosen by the user; None: the file's own window
 CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
+# The operator's log: model loading only, never anything from an image. Its own handler, because
+# .streamlit/config.toml keeps Streamlit's loggers at warning.
+log = logging.getLogger("chest_xray_viewer")
+if not log.handlers:  # the script reruns on every interaction; the logger lives in the process
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 @st.cache_resource(show_spinner="Loading the model…")
 def shared_model() -> XRayModel:
     """One model per server process, shared by every session (never copied)."""
-    return load_model()
+    model = load_model()
+    log.info("model %s loaded on %s", model.version, model.device)
+    return model
 
 
 @st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)

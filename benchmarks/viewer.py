@@ -18,33 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import launch_chromium, open_sample, running_viewer, wait_until_idle  # noqa: E402
+from browser_support import launch_chromium, open_sample, rss_mb, running_viewer, wait_until_idle  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 NIH_IMAGES = ROOT.parent / "shared" / "data" / "nih" / "images"
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of the server process and its children (MB), from /proc."""
-    import os
-
-    total = 0
-    pids = [pid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(Path(f"/proc/{entry}/stat").read_text().split()[3]) == pid:
-                    pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    for one in pids:
-        try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def timed(action, page) -> float:
