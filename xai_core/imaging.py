@@ -49,6 +49,10 @@ READABLE_FORMATS = "DICOM, PNG and JPEG"
 # A deflated DICOM dataset may not inflate to more than this (a deflate bomb
 # expands about 1000-fold; pydicom inflates the whole dataset in one go).
 _MAX_INFLATED_BYTES = 8 * MAX_UPLOAD_BYTES
+# libjpeg decodes every scan of a progressive JPEG over the whole image, so a
+# small file repeating a scan thousands of times takes hours. Encoders write
+# about 10 scans.
+_MAX_JPEG_SCANS = 100
 
 _GREY_INTERPRETATIONS = ("MONOCHROME1", "MONOCHROME2")
 _COLOUR_INTERPRETATIONS = (
@@ -299,8 +303,14 @@ def _read_raster(data: bytes, image_format: str, sha256: str) -> XRay:
             ) from None
         width, height = image.size
     _check_size(width, height)  # before anything is decoded
+    if image_format == "JPEG" and data.count(b"\xff\xda") > _MAX_JPEG_SCANS:  # SOS markers
+        raise XRayError(
+            f"The JPEG file holds more than {_MAX_JPEG_SCANS} scans, far more than an image needs; "
+            "it is refused as unsafe to open. Export or download it again."
+        )
     with _decoder_errors(damaged):
-        notices = []
+        frames = getattr(image, "n_frames", 1)  # animated PNG, multi-picture JPEG (MPO)
+        notices = [f"Multi-frame {image_format}: showing frame 1 of {frames}."] if frames > 1 else []
         if image.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
             notices.append("The image was rotated as its EXIF orientation tag specifies.")
         image = ImageOps.exif_transpose(image)
@@ -308,7 +318,11 @@ def _read_raster(data: bytes, image_format: str, sha256: str) -> XRay:
     if is_colour:
         notices.append("Colour image: converted to greyscale.")
     metadata = ImageMetadata(
-        format=image_format, rows=pixels.shape[0], columns=pixels.shape[1], bits_stored=bits
+        format=image_format,
+        rows=pixels.shape[0],
+        columns=pixels.shape[1],
+        bits_stored=bits,
+        number_of_frames=frames,
     )
     return XRay(pixels=pixels, metadata=metadata, sha256=sha256, notices=tuple(notices))
 
@@ -427,12 +441,14 @@ def _refuse_without_pixel_data(ds: Dataset, data: bytes) -> None:
     """Explain a missing image: a non-image object (report, PDF, plan) or an image object cut short.
 
     pydicom silently drops a Pixel Data element that the end of the file cuts
-    short, so a truncated file looks like one without pixel data.
+    short, so a truncated file looks like one without pixel data; a file cut
+    within or just after its file meta has an empty data set.
     """
     kind = _sop_class_name(ds)
-    if "Image Storage" in kind or any(tag in data for tag in _PIXEL_DATA_TAG_BYTES):
+    if not ds or "Image Storage" in kind or any(tag in data for tag in _PIXEL_DATA_TAG_BYTES):
+        should = f" although its type ({kind}) should have it" if kind != "unknown" else ""
         raise XRayError(
-            f"This DICOM file contains no image data although its type ({kind}) should have it: "
+            f"This DICOM file contains no image data{should}: "
             f"it is probably damaged or incomplete. Export it again from the PACS or the modality."
         )
     raise XRayError(
@@ -511,6 +527,11 @@ def _grey_dicom(
     Returns (pixels, read-only modality values, window fields of ImageMetadata, notices).
     """
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float32)
+    if not np.isfinite(values).all():  # a rescale slope or intercept of NaN, inf or beyond float32
+        raise XRayError(
+            "The DICOM file's rescale slope or intercept is not a usable number, so its pixel "
+            "values cannot be interpreted. Export it again from the PACS or the modality."
+        )
     values.flags.writeable = False
     value_range = (float(values.min()), float(values.max()))
     pixels, window, notices = _dicom_voi(ds, values, value_range)
@@ -570,11 +591,21 @@ def _apply_window(values: np.ndarray, center: float, width: float, function: str
 
 
 def _colour_dicom(ds: Dataset, stored: np.ndarray) -> np.ndarray:
-    """Grey levels of a colour image (pydicom has already converted YBR to RGB)."""
+    """Grey levels of a colour image (pydicom has already converted YBR to RGB).
+
+    Samples outside 0 .. 2**BitsStored - 1 (signed colour, or a header that
+    understates the codestream's precision) have no defined meaning: refused.
+    """
     if str(ds.PhotometricInterpretation).strip() == "PALETTE COLOR":
         rgb = apply_color_lut(stored, ds)
         return _luma(rgb, np.iinfo(rgb.dtype).max)
-    return _luma(stored, 2 ** int(ds.BitsStored) - 1)
+    full_scale = 2 ** int(ds.BitsStored) - 1
+    if stored.min() < 0 or stored.max() > full_scale:
+        raise XRayError(
+            "The colour DICOM image has pixel values outside the range its header declares "
+            "(Bits Stored, Pixel Representation). Export it again from the PACS or the modality."
+        )
+    return _luma(stored, full_scale)
 
 
 def _as_list(value: object) -> list:
@@ -601,8 +632,11 @@ def _code_string(value: object) -> str | None:
 
 
 def _sop_class_name(ds: Dataset) -> str:
-    """The registered name of the SOP class ("Encapsulated PDF Storage"), if known."""
-    uid = UID(str(ds.get("SOPClassUID", "")))
+    """The registered name of the SOP class ("Encapsulated PDF Storage"), if known.
+
+    The file meta's copy of it remains when a truncation has cut off the data set's.
+    """
+    uid = UID(str(ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID", "")))
     return uid.name if uid.is_valid and uid.name != str(uid) else "unknown"
 
 
