@@ -7,18 +7,20 @@ out_of_distribution statistics: `python -m xai_core fit-ood ...`).
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from pydicom.data import get_testdata_file
 
-from xai_core.explain import explain
-from xai_core.imaging import read_xray
-from xai_core.model import load_model
-from xai_core.stats import auroc, bootstrap_auroc_ci
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from xai_core.explain import explain  # noqa: E402
+from xai_core.imaging import read_xray  # noqa: E402
+from xai_core.model import load_model  # noqa: E402
+from xai_core.stats import auroc, bootstrap_auroc_ci  # noqa: E402
 NIH = ROOT.parent / "shared" / "data" / "nih"
 NON_CHEST = ["RG3_UNCI.dcm", "MR2_UNCI.dcm", "MR_small.dcm", "CT_small.dcm", "US1_UNCI.dcm", "liver.dcm",
              "emri_small.dcm", "OT-PAL-8-face.dcm", "693_UNCI.dcm", "gdcm-US-ALOKA-16.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm",

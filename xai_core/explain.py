@@ -136,8 +136,9 @@ def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.T
         activations = outputs[0][0].float()  # (K, h, w)
         h, w = activations.shape[-2:]
         gradients = (network.fc.weight.float() / (h * w))[:, :, None, None]  # (L, K, 1, 1): same at every position
-        gradients = gradients.expand(-1, -1, h, w)
-        weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients)  # (L, K)
+        # Broadcast over the positions instead of expanded to (L, K, h, w): the sum over
+        # h * w equal terms is h * w times one of them.
+        weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients) * (h * w)  # (L, K)
         cams = torch.einsum("lk,khw->lhw", weights, activations).clamp_(min=0)
     return logits, cams, activations.mean(dim=(1, 2))
 

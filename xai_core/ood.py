@@ -3,8 +3,8 @@
 The model's own pooled features (the 2048 values the linear head reads) of the
 training images are summarised by a probabilistic PCA: their mean, the top
 principal directions with their variances, and one variance for everything
-else. An image's distance is the Mahalanobis distance of its features under
-that model. A knee, an MR slice, an ultrasound frame or a photograph lands far
+else. An image's distance is the Mahalanobis distance of its features' direction
+(scaled to unit length) under that model. A knee, an MR slice, an ultrasound frame or a photograph lands far
 from the chest films; the threshold is the 99th percentile of the distances of
 the validation images (so about 1 chest film in 100 is flagged).
 
@@ -42,8 +42,8 @@ class FeatureDistribution:
     threshold: float
 
     def distance(self, features: np.ndarray) -> float:
-        """Mahalanobis distance of one image's pooled features under the training images' PPCA model."""
-        centred = np.asarray(features, dtype=np.float64) - self.mean
+        """Mahalanobis distance of one image's feature direction under the training images' PPCA model."""
+        centred = direction(features) - self.mean
         projected = self.components @ centred
         residual = max(float(centred @ centred - projected @ projected), 0.0)
         return float(np.sqrt((projected**2 / self.variances).sum() + residual / self.residual_variance))
@@ -52,8 +52,22 @@ class FeatureDistribution:
         return self.distance(features) > self.threshold
 
 
+def direction(features: np.ndarray) -> np.ndarray:
+    """Features scaled to unit length (per row).
+
+    The overall size of the pooled features varies with the finding and the
+    population (the pediatric films' are much larger than the adults'), which
+    swamped the raw distance: non-chest images scored below many pediatric
+    validation films. Their direction separates the two (AUROC 0.963 raw,
+    0.997 on unit vectors, non-chest against NIH test films).
+    """
+    features = np.asarray(features, dtype=np.float64)
+    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+
+
 def fit(features: np.ndarray, components: int = COMPONENTS) -> FeatureDistribution:
-    """PPCA of (N, K) training features; the threshold is set later from validation images."""
+    """PPCA of (N, K) training features' directions; the threshold is set later from validation images."""
+    features = direction(features)
     mean = features.mean(axis=0)
     _, singular, directions = np.linalg.svd(features - mean, full_matrices=False)
     eigenvalues = singular**2 / max(len(features) - 1, 1)
@@ -114,7 +128,7 @@ def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dic
     stats_path = card_path.with_name(card_path.stem + "_ood.safetensors")
     card = json.loads(card_path.read_text(encoding="utf-8"))
     card["out_of_distribution"] = {
-        "method": f"Mahalanobis distance of the pooled layer4 features under a PPCA ({len(distribution.variances)} "
+        "method": f"Mahalanobis distance of the unit-length pooled layer4 features under a PPCA ({len(distribution.variances)} "
         "components) of the training images' features",
         "file": stats_path.name,
         "sha256": save(distribution, stats_path),
