@@ -14,7 +14,11 @@ import pytest
 import torch
 
 from xai_core.model import load_model
-from xai_core.train import ImageBank, TrainConfig, augment, rank_order, evidence_outside, masked_bce, random_affine, thorax_prior
+from xai_core.labels import PATHOLOGIES
+from xai_core.model import DEFAULT_CARD, read_card
+from xai_core.train import (
+    ImageBank, TrainConfig, anatomical_priors, augment, evidence_outside, masked_bce, random_affine, rank_order, thorax_prior,
+)
 
 
 def _subset_csv(shared_data: Path, path: Path, split: str, count: int) -> Path:
@@ -54,6 +58,29 @@ def test_two_process_ddp_training_ends_with_identical_weights(shared_data, tmp_p
     assert model.card["training"]["command"].startswith("python -m xai_core train")
     assert model.card["training"]["steps"] == 3
     assert (tmp_path / "work" / "train.log").read_text().count("validation at step 3") == 1
+
+
+def test_fine_tuning_starts_from_the_given_checkpoint_and_records_it(shared_data, tmp_path):
+    images = shared_data / "nih" / "images"
+    train_csv = _subset_csv(shared_data, tmp_path / "train.csv", "train", 4)
+    val_csv = _subset_csv(shared_data, tmp_path / "val.csv", "val", 12)
+    command = [
+        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"), "--work-dir", str(tmp_path / "work"),
+        "--csv", str(train_csv), str(images), "--val-csv", str(val_csv), str(images), "--init-from", str(DEFAULT_CARD),
+        "--image-size", "64", "--batch-size", "4", "--steps", "1", "--warmup-steps", "1", "--lr", "0",
+        "--validate-every", "1", "--attention-prior", "1.0", "--prior-regions", "per-label", "--device", "cpu",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    shipped = read_card(DEFAULT_CARD)
+    tuned = load_model(tmp_path / "out" / "m.json", device="cpu")
+    start = tuned.card["training"]["initialisation"]
+    assert start["weights_sha256"] == shipped["weights_sha256"]
+    assert start["training_command"] == shipped["training"]["command"]
+    # With a learning rate of 0 the weights stay the shipped ones (BatchNorm statistics still move in train mode).
+    reference = load_model(DEFAULT_CARD, device="cpu").network
+    assert torch.equal(tuned.network.fc.weight, reference.fc.weight)
+    assert torch.equal(tuned.network.conv1.weight, reference.conv1.weight)
 
 
 def _env() -> dict[str, str]:
@@ -98,6 +125,26 @@ def test_evidence_outside_the_thorax_is_measured_where_it_lies():
     assert float(prior[50:170, 40:184].min()) > 0.85  # the lung fields and the heart (soft edges)
     edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
     assert float(edges.max()) < 0.15
+
+
+def test_per_label_priors_keep_lung_findings_off_the_mediastinum_and_cardiomegaly_on_the_heart():
+    size = 100
+    priors = anatomical_priors(size)
+    assert priors.shape == (len(PATHOLOGIES), size, size)
+    pneumonia, heart = priors[PATHOLOGIES.index("Pneumonia")], priors[PATHOLOGIES.index("Cardiomegaly")]
+    right_lung, left_lung, mediastinum = pneumonia[40, 25], pneumonia[40, 75], pneumonia[40, 50]
+    assert float(min(right_lung, left_lung)) > 0.9 and float(mediastinum) < 0.1
+    assert float(heart[65, 55]) > 0.9 and float(heart[25, 20]) < 0.1
+    assert torch.equal(priors[PATHOLOGIES.index("Hernia")], thorax_prior(size))
+    # Each label's evidence is judged against its own mask.
+    head = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        head.weight.fill_(1.0)
+    features = torch.zeros(1, 1, size, size)
+    features[0, 0, 65, 50] = 1.0  # evidence on the heart, behind the mediastinum
+    inside = torch.stack([pneumonia, heart])[None]
+    per_label = [float(evidence_outside(features, head, inside, torch.eye(2)[[label]]).detach()) for label in (0, 1)]
+    assert per_label[0] > 0.9 and per_label[1] < 0.1
 
 
 def test_each_epoch_is_a_balanced_shuffled_draw_split_between_processes():

@@ -34,7 +34,7 @@ from .data import Case, read_label_csv, read_nih, read_pediatric
 from .explain import captured_output
 from .imaging import read_xray
 from .labels import PATHOLOGIES
-from .model import InputSpec, _unwrap, build_network, choose_device, load_model, save_checkpoint
+from .model import InputSpec, _unwrap, build_network, choose_device, load_model, read_card, save_checkpoint
 from .stats import auroc, choose_threshold
 
 log = logging.getLogger("xai_core.train")
@@ -80,7 +80,9 @@ class TrainConfig:
     zoom: tuple[float, float] = (1.0, 1.3)
     rotate_deg: float = 8.0
     shift: float = 0.08
-    attention_prior: float = 0.0  # weight of the loss on class evidence outside the thorax (NIH images)
+    attention_prior: float = 0.0  # weight of the loss on class evidence outside its anatomical prior (NIH images)
+    prior_regions: str = "thorax"  # "thorax": one mask for all labels; "per-label": anatomical_priors()
+    init_from: Path | None = None  # a model card whose weights start the training (fine-tuning)
     seed: int = 0
     validate_every: int = 500
     checkpoint_minutes: float = 5.0
@@ -206,6 +208,34 @@ def thorax_prior(size: int) -> torch.Tensor:
     return band(coords, 0.06, 0.84).unsqueeze(1) * band(coords, 0.10, 0.90).unsqueeze(0)
 
 
+# Labels whose evidence belongs to the heart, and to the thorax as a whole (a hiatal
+# hernia lies behind the heart, above the diaphragm); every other label is a finding
+# of the lungs or the pleura.
+_HEART_LABELS = {"Cardiomegaly"}
+_THORAX_LABELS = {"Hernia"}
+
+
+def anatomical_priors(size: int) -> torch.Tensor:
+    """(14, size, size) soft masks, one per label in PATHOLOGIES order, of where its evidence may lie.
+
+    Lung and pleural findings: the thorax prior without the central mediastinal
+    strip, so that a model cannot explain pneumonia by the mediastinum and hila
+    alone (the thorax prior let the maps collapse there). Cardiomegaly: the
+    cardiac silhouette's region, central and left of the patient (right of the
+    image), lower half. Hernia: the whole thorax. Positions read off adult
+    frontal anatomy, never from the radiologists' boxes; warped with each
+    image's augmentation like the thorax prior.
+    """
+    coords = (torch.arange(size) + 0.5) / size
+    def band(x: torch.Tensor, low: float, high: float, softness: float = 0.03) -> torch.Tensor:
+        return torch.sigmoid((x - low) / softness) * torch.sigmoid((high - x) / softness)
+    thorax = thorax_prior(size)
+    lungs = thorax * (1 - band(coords, 0.43, 0.57, softness=0.015)).unsqueeze(0)
+    heart = band(coords, 0.42, 0.88).unsqueeze(1) * band(coords, 0.33, 0.75).unsqueeze(0)
+    return torch.stack([heart if label in _HEART_LABELS else thorax if label in _THORAX_LABELS else lungs
+                        for label in PATHOLOGIES])
+
+
 # ---------------------------------------------------------------- loss
 
 
@@ -218,15 +248,18 @@ def positive_weights(labels: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
 
 
 def evidence_outside(features: torch.Tensor, head: nn.Linear, inside: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted mean fraction of each label's positive evidence that lies outside the mask.
+    """Weighted mean fraction of each label's positive evidence that lies outside its mask.
 
     features (N, K, h, w) from the last block (non-negative after its ReLU);
     the evidence map of label c is sum_k relu(W[c, k]) A_k, the part of the
     pooled linear head that can raise c's logit, which is what Grad-CAM++ shows
-    for this head. inside (N, h, w) in [0, 1]; weights (N, 14).
+    for this head. inside in [0, 1]: (N, h, w), one mask for all labels, or
+    (N, 14, h, w), one per label; weights (N, 14).
     """
     evidence = torch.einsum("nkhw,ck->nchw", features.float(), head.weight.float().clamp(min=0))
-    outside = (evidence * (1 - inside).unsqueeze(1)).sum((2, 3)) / (evidence.sum((2, 3)) + 1e-6)
+    if inside.dim() == 3:
+        inside = inside.unsqueeze(1)
+    outside = (evidence * (1 - inside)).sum((2, 3)) / (evidence.sum((2, 3)) + 1e-6)
     return (outside * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
@@ -361,11 +394,15 @@ def run(config: TrainConfig, command: str) -> dict | None:
     spec = InputSpec(size=config.image_size)
 
     network = build_network().to(device).to(memory_format=torch.channels_last)
-    prior = thorax_prior(config.image_size).to(device)
+    prior = (anatomical_priors(config.image_size) if config.prior_regions == "per-label"
+             else thorax_prior(config.image_size).unsqueeze(0)).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     step, best = 0, {"score": -1.0}
     state_path = config.work_dir / "state.pt"
+    if config.init_from is not None and not (config.resume and state_path.exists()):
+        network.load_state_dict(load_model(config.init_from, device="cpu").network.state_dict())
+        log.info("initialised from %s", config.init_from)
     if config.resume and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         network.load_state_dict(state["network"])
@@ -414,7 +451,7 @@ def run(config: TrainConfig, command: str) -> dict | None:
             if rank == 0 and (step % 20 == 0 or step == config.steps):
                 rate = (step - seen_at_start) * config.batch_size / (time.monotonic() - started)
                 eta = (config.steps - step) * config.batch_size / max(rate, 1e-9)
-                log.info("step %d/%d loss %.4f evidence outside thorax %.3f lr %.2e %.1f img/s eta %.0f min", step,
+                log.info("step %d/%d loss %.4f evidence outside prior %.3f lr %.2e %.1f img/s eta %.0f min", step,
                          config.steps, *loss_average, learning_rate(step, config), rate, eta / 60)
             if rank == 0 and val_bank is not None and (step % config.validate_every == 0 or step == config.steps):
                 best = _validate(network, val_bank, spec, device, step, best, config)
@@ -438,14 +475,17 @@ def run(config: TrainConfig, command: str) -> dict | None:
 
 
 def _prior_loss(features, network, theta, prior, targets, logits, is_nih) -> torch.Tensor:
-    """Evidence outside the thorax prior (warped like the image), on NIH images only.
+    """Evidence outside the anatomical prior (warped like the image), on NIH images only.
 
-    Each label counts by the model's own probability (the evidence it uses) and
-    fully where the label is a known positive. Pediatric films are framed
-    differently (arms, abdomen), so the adult prior is not applied to them.
+    prior: (1 or 14, S, S). Each label counts by the model's own probability (the
+    evidence it uses) and fully where the label is a known positive. Pediatric
+    films are framed differently (arms, abdomen), so the adult prior is not
+    applied to them.
     """
-    inside = warp(prior.expand(len(theta), -1, -1), theta, prior.shape[-1])
-    inside = F.adaptive_avg_pool2d(inside.unsqueeze(1), features.shape[-2:]).squeeze(1)
+    regions, size = prior.shape[0], prior.shape[-1]
+    inside = warp(prior.unsqueeze(0).expand(len(theta), -1, -1, -1).reshape(-1, size, size),
+                  theta.repeat_interleave(regions, dim=0), size)
+    inside = F.adaptive_avg_pool2d(inside.unsqueeze(1), features.shape[-2:]).reshape(len(theta), regions, *features.shape[-2:])
     weights = torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float()) * is_nih.float().unsqueeze(1)
     return evidence_outside(features, _unwrap(network).fc, inside, weights)
 
@@ -490,7 +530,7 @@ def _write_card(config: TrainConfig, command: str, best: dict, step: int, second
             "seed": config.seed,
             "wall_clock_s_this_process": round(seconds),
             "config": json.loads(json.dumps(asdict(config), default=str)),
-            "initialisation": "random (no pretrained weights)",
+            "initialisation": _initialisation(config),
         },
         "data_sources": {source: DATA_SOURCES[source] for source in _count_sources(bank.sources) if source in DATA_SOURCES},
         "limitations": LIMITATIONS,
@@ -498,6 +538,16 @@ def _write_card(config: TrainConfig, command: str, best: dict, step: int, second
         "thresholds": best.get("thresholds", {label: 0.5 for label in PATHOLOGIES}),
     }
     return save_checkpoint(network, card, config.out)
+
+
+def _initialisation(config: TrainConfig) -> str | dict:
+    """Random, or the starting model's version, weights digest and the command that trained it."""
+    if config.init_from is None:
+        return "random (no pretrained weights)"
+    start = read_card(config.init_from)
+    return {"model_version": start.get("model_version"), "weights_sha256": start.get("weights_sha256"),
+            "training_command": start.get("training", {}).get("command"),
+            "initialisation": start.get("training", {}).get("initialisation")}
 
 
 def _count_sources(sources: list[str]) -> dict[str, int]:
@@ -534,7 +584,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rotate-deg", type=float, default=8.0)
     parser.add_argument("--shift", type=float, default=0.08)
     parser.add_argument("--attention-prior", type=float, default=0.0,
-                        help="weight of the penalty on class evidence outside the thorax prior (NIH images); 0 = off")
+                        help="weight of the penalty on class evidence outside its anatomical prior (NIH images); 0 = off")
+    parser.add_argument("--prior-regions", choices=("thorax", "per-label"), default="thorax",
+                        help="thorax: one mask for every label; per-label: lungs for lung and pleural findings, "
+                             "the heart for cardiomegaly, the thorax for hernia")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL_CARD",
+                        help="start from this checkpoint's weights (fine-tuning) instead of random weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
