@@ -18,6 +18,7 @@ from xai_core.overlay import (
     outline_width,
     render_overlay,
     threshold_mask,
+    to_jpeg_bytes,
     to_png_bytes,
 )
 
@@ -192,3 +193,21 @@ def test_png_round_trip_carries_only_the_given_text():
         assert image.text == {}
     with pytest.raises(ValueError):
         to_png_bytes(rgb.astype(np.float32))
+
+
+def test_screen_jpeg_stays_close_to_the_overlay_and_keeps_the_outline_colour():
+    grey = nih_grey()
+    attention = cone(grey.shape, 256, 256, 80)
+    rgb = render_overlay(grey, heatmap=attention, outline_map=attention, threshold=0.5)
+    with Image.open(io.BytesIO(to_jpeg_bytes(rgb))) as image:
+        assert image.format == "JPEG" and image.mode == "RGB"
+        shown = np.asarray(image).astype(np.int16)
+    assert shown.shape == rgb.shape
+    assert float(np.abs(shown - rgb).mean()) < 2.0  # grey levels out of 255
+    # The outline is 2 to 3 px wide: with chroma subsampling its cyan would bleed into the surrounding colours.
+    line = np.all(rgb == (0, 255, 255), axis=2)
+    assert line.sum() > 100
+    hue_kept = (shown[line, 1] - shown[line, 0] > 150) & (shown[line, 2] - shown[line, 0] > 150)
+    assert hue_kept.mean() > 0.9
+    with pytest.raises(ValueError):
+        to_jpeg_bytes(grey)

