@@ -75,7 +75,7 @@ class InputSpec:
 
     def prepare(self, pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
         """One grey image (H, W) -> (1, 3, size, size) on device."""
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(device)
+        tensor = torch.tensor(np.asarray(pixels, dtype=np.float32), device=device)  # a copy: pixels may be read-only
         return self.normalise(self.resize(tensor).unsqueeze(0)).contiguous()
 
 
