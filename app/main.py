@@ -9,8 +9,10 @@ written to disk or logged, and upload file names are never shown.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 from streamlit.delta_generator import DeltaGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run app/main.py` from anywhere
@@ -36,6 +37,7 @@ from xai_core.overlay import (  # noqa: E402
     legend_entries,
     render_overlay,
     resize_grey,
+    to_jpeg_bytes,
     to_png_bytes,
 )
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
@@ -69,9 +71,29 @@ def shared_model() -> XRayModel:
     return model
 
 
-@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def read_image(data: bytes) -> XRay:
-    return read_xray(data)
+# Images and display pictures are cached as resources: shared, never copied on each rerun (a
+# 2000 px XRay would cost 40 ms to copy), and read-only so that no session can change another's.
+@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def read_image(file_sha256: str, _data: bytes) -> XRay:
+    return _read_only(read_xray(_data))
+
+
+@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def windowed_image(image_sha256: str, window: tuple[float, float], _xray: XRay) -> XRay:
+    return _read_only(with_window(_xray, *window))
+
+
+@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def display_grey(image_sha256: str, window: Window, _pixels: np.ndarray) -> np.ndarray:
+    """The radiograph at display size, [0, 1]."""
+    grey = resize_grey(_pixels, display_shape(_pixels.shape))
+    grey.setflags(write=False)
+    return grey
+
+
+def _read_only(xray: XRay) -> XRay:
+    xray.pixels.setflags(write=False)
+    return xray
 
 
 @st.cache_data(max_entries=32, ttl=CACHE_TTL_S, show_spinner=False)
@@ -91,13 +113,20 @@ def radiograph_png(image_sha256: str, window: Window, _grey: np.ndarray) -> byte
     return to_png_bytes(render_overlay(_grey)[:, :, 0])
 
 
+@st.cache_data(max_entries=64, ttl=CACHE_TTL_S, show_spinner=False)
+def overlay_jpeg(image_sha256: str, window: Window, label: str, settings: str,
+                 _draw: Callable[[], np.ndarray]) -> bytes:
+    """The overlay at display size for the screen, once per (image, window, pathology, overlay settings)."""
+    return to_jpeg_bytes(_draw())
+
+
 # --- callbacks: they run before the page is drawn again ---------------------------------
 
 
 def _on_upload() -> None:
     upload = st.session_state.get("upload")
     if upload is not None:
-        st.session_state["image"] = (UPLOADED, upload.getvalue())
+        _keep_image(UPLOADED, upload.getvalue())
     elif st.session_state.get("image", ("",))[0] == UPLOADED:
         del st.session_state["image"]  # the user removed the upload
 
@@ -106,7 +135,12 @@ def _open_sample() -> None:
     samples = sample_images()
     name = st.session_state.get("sample_choice") or next(iter(samples), None)
     if name in samples:
-        st.session_state["image"] = (name, samples[name].read_bytes())
+        _keep_image(name, samples[name].read_bytes())
+
+
+def _keep_image(name: str, data: bytes) -> None:
+    """The image shown, with its digest taken once here rather than hashing the file on every redraw."""
+    st.session_state["image"] = (name, data, hashlib.sha256(data).hexdigest())
 
 
 def _show_table_row(table_key: str, order: list[str]) -> None:
@@ -153,18 +187,26 @@ def image_source() -> DeltaGenerator:
 
 
 def overlay_settings() -> dict:
-    """The overlay controls; returns the settings (they also go into the JSON record)."""
+    """The overlay's appearance, in the sidebar; returns the settings (they also go into the JSON record).
+
+    The layers are chosen above the images (layer_picker), where they are switched most often.
+    """
     with st.sidebar:
         st.subheader("Overlay")
-        layers = st.pills("Layers", [HEATMAP, SALIENCY, OUTLINE], selection_mode="multi", default=[HEATMAP],
-                          key="layers")
         opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
         colormap = st.selectbox("Colour map", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
         threshold = st.slider("Outline threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
                               help="The outline encloses where the map reaches this fraction of its maximum.")
         smoothgrad = st.toggle(f"SmoothGrad saliency ({SMOOTHGRAD_SAMPLES} noisy copies, slower)", key="smoothgrad")
-    return {"layers": list(layers or []), "opacity": float(opacity), "colormap": colormap,
+    return {"opacity": float(opacity), "colormap": colormap,
             "outline_threshold": float(threshold), "smoothgrad_samples": SMOOTHGRAD_SAMPLES if smoothgrad else 0}
+
+
+def layer_picker() -> list[str]:
+    """Which maps are drawn over the radiograph, in drawing order."""
+    chosen = st.pills("Layers", [HEATMAP, SALIENCY, OUTLINE], selection_mode="multi", default=[HEATMAP],
+                      key="layers", label_visibility="collapsed")
+    return [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if layer in (chosen or [])]
 
 
 def window_controls(xray: XRay) -> Window:
@@ -202,8 +244,14 @@ def image_details(xray: XRay) -> None:
         if used:
             st.caption(f"Window used: {used}.")
         with st.expander("Image details (de-identified)"):
-            shown = {key.replace("_", " "): value for key, value in metadata.as_dict().items() if value is not None}
-            st.table({"value": {key: _readable(value) for key, value in shown.items()}})
+            rows = "".join(f"| {key.replace('_', ' ')} | {_literal(_readable(value))} |\n"
+                           for key, value in metadata.as_dict().items() if value is not None)
+            st.markdown("| | value |\n|---|---|\n" + rows)
+
+
+def _literal(text: str) -> str:
+    """Text from the file shown as written, never as Markdown (a body part tag could hold any characters)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", text)
 
 
 def _readable(value: object) -> str:
@@ -252,23 +300,28 @@ def pathology_summary(model: XRayModel, explanation: Explanation, label: str) ->
     )
 
 
-def image_figure(original_png: bytes, overlay_png: bytes, hover: dict, overlay_title: str) -> go.Figure:
+def image_figure(original_png: bytes, overlay_picture: bytes, hover: dict, overlay_title: str) -> go.Figure:
     """Original and overlay side by side; zoom and pan are linked; hovering gives the attention there."""
-    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.01)
-    for column, png, title in ((1, original_png, "Original"), (2, overlay_png, overlay_title)):
-        source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        figure.add_trace(go.Image(source=source, hoverinfo="skip"), 1, column)
-        figure.add_trace(go.Heatmap(**hover, opacity=0, showscale=False, hovertemplate=(
-            "attention %{z:.2f} of this map's maximum<br>raw %{customdata:.3g}<extra></extra>")), 1, column)
+    traces, annotations, layout = [], [], {}
+    panes = (("", original_png, "png", "Original", (0.0, 0.495)),
+             ("2", overlay_picture, "jpeg", overlay_title, (0.505, 1.0)))
+    for suffix, picture, kind, title, domain in panes:
+        x, y = "x" + suffix, "y" + suffix
+        source = f"data:image/{kind};base64," + base64.b64encode(picture).decode("ascii")
+        traces.append(go.Image(source=source, hoverinfo="skip", xaxis=x, yaxis=y))
+        traces.append(go.Heatmap(**hover, opacity=0, showscale=False, xaxis=x, yaxis=y, hovertemplate=(
+            "attention %{z:.2f} of this map's maximum<br>raw %{customdata:.3g}<extra></extra>")))
         # Titles sit at the images' left edge: the mode bar appears on the right when the mouse is over the figure.
-        figure.add_annotation(text=title, xref="x domain", yref="y domain", x=0, y=1, xanchor="left",
-                              yanchor="bottom", showarrow=False, font_size=14, row=1, col=column)
-    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False)
-    figure.update_xaxes(**axes, matches="x", constrain="domain")
-    figure.update_yaxes(**axes, matches="y", autorange="reversed", scaleanchor="x", constrain="domain")
-    figure.update_layout(height=FIGURE_HEIGHT, margin=dict(l=0, r=0, t=28, b=0), dragmode="pan",
-                         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
-    return figure
+        annotations.append(dict(text=title, xref=f"{x} domain", yref=f"{y} domain", x=0, y=1, xanchor="left",
+                                yanchor="bottom", showarrow=False, font_size=14))
+        axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False, constrain="domain")
+        # Zoom and pan are linked: the second pane's axes follow the first's.
+        layout["xaxis" + suffix] = dict(**axes, domain=domain, anchor=y, **({"matches": "x"} if suffix else {}))
+        layout["yaxis" + suffix] = dict(**axes, anchor=x, autorange="reversed", scaleanchor=x,
+                                        **({"matches": "y"} if suffix else {}))
+    return go.Figure(traces, dict(**layout, annotations=annotations, height=FIGURE_HEIGHT,
+                                  margin=dict(l=0, r=0, t=28, b=0), dragmode="pan",
+                                  paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)"))
 
 
 def hover_layer(explanation: Explanation, label: str, shown_shape: tuple[int, int]) -> dict:
@@ -314,7 +367,7 @@ def downloads(overlay_png: Callable[[], bytes], record: dict, label: str) -> Non
 
 def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
     window = window_controls(file_xray) if file_xray.modality_values is not None else None
-    xray = with_window(file_xray, *window) if window else file_xray
+    xray = windowed_image(file_xray.sha256, window, file_xray) if window else file_xray
     image_details(xray)
     with st.spinner("Running the model…"):
         explanation = explain_image(xray.sha256, window, xray)
@@ -331,7 +384,13 @@ def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
             f"(feature distance {explanation.ood_distance:.0f}, threshold {explanation.ood_threshold:.0f}). "
             "The predictions and maps below are very likely meaningless for it."
         )
+    result_view(model, xray, window, explanation, order, settings)
 
+
+@st.fragment
+def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Explanation, order: list[str],
+                settings: dict) -> None:
+    """Probabilities, maps and downloads: picking a pathology or a layer redraws only this part of the page."""
     images, findings = st.columns([7, 3], gap="medium")
     with findings:
         label = st.session_state["pathology"]
@@ -341,7 +400,9 @@ def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
         label = st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
         pathology_summary(model, explanation, label)
 
-    layers = [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if layer in settings["layers"]]
+    with images:
+        layers = layer_picker()
+    settings = {**settings, "layers": layers}
     gradients = None
     if SALIENCY in layers:
         with st.spinner("Computing gradient saliency…"):
@@ -359,13 +420,13 @@ def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
             threshold=settings["outline_threshold"],
         )
 
-    shape = display_shape(xray.pixels.shape)
-    grey = resize_grey(xray.pixels, shape)
+    grey = display_grey(xray.sha256, window, xray.pixels)
     overlay_title = f"{display_name(label)} · {' + '.join(LAYER_TITLES[layer] for layer in layers) or 'no overlay'}"
+    shown = overlay_jpeg(xray.sha256, window, label, json.dumps(settings, sort_keys=True), partial(overlay, grey))
     with images:
         st.plotly_chart(
-            image_figure(radiograph_png(xray.sha256, window, grey), to_png_bytes(overlay(grey)),
-                         hover_layer(explanation, label, shape), overlay_title),
+            image_figure(radiograph_png(xray.sha256, window, grey), shown, hover_layer(explanation, label, grey.shape),
+                         overlay_title),
             config={"scrollZoom": True, "displaylogo": False,
                     "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"]},
         )
@@ -410,10 +471,10 @@ def main() -> None:
     if image is None:
         welcome()
         return
-    name, data = image
+    name, data, digest = image
     try:
         with st.spinner("Reading the image…"):
-            xray = read_image(data)
+            xray = read_image(digest, data)
         metadata = xray.metadata
         showing.caption(f"Showing: {name} · {metadata.format} · {metadata.columns} × {metadata.rows} px")
         show_result(model, xray, settings)
