@@ -2,8 +2,9 @@
 
 Starts the app on loopback, drives Debian's Chromium with Playwright and prints:
 time from opening the page to the first heatmap drawn on the bundled sample (model
-already loaded by a first visit), time for a pathology toggle and for an overlay
-switch, and the server's resident memory with 1 and with 8 concurrent sessions,
+already loaded by a first visit; in a fresh browser profile and with the page's
+scripts cached), time from a pathology toggle and from an overlay switch to the
+new overlay in the page, and the server's resident memory with 1 and with 8 concurrent sessions,
 each on a different image (NIH images from ../shared/data when present).
 """
 
@@ -18,17 +19,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_support import launch_chromium, open_sample, rss_mb, running_viewer, wait_until_idle  # noqa: E402
+from browser_support import (  # noqa: E402
+    launch_chromium,
+    open_sample,
+    overlay_source,
+    rss_mb,
+    running_viewer,
+    wait_for_new_overlay,
+    wait_until_idle,
+)
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 NIH_IMAGES = ROOT.parent / "shared" / "data" / "nih" / "images"
 
 
-def timed(action, page) -> float:
+def timed_redraw(action, page) -> float:
+    """Seconds from the user's action to the new overlay drawn (no fixed waits inside the timing)."""
+    before = overlay_source(page)
     started = time.perf_counter()
     action()
-    wait_until_idle(page)
-    return time.perf_counter() - started
+    wait_for_new_overlay(page, before)
+    elapsed = time.perf_counter() - started
+    wait_until_idle(page)  # let the rest of the rerun finish before the next action
+    return elapsed
 
 
 def main() -> None:
@@ -44,23 +57,30 @@ def main() -> None:
         open_sample(warm)  # loads the model once, as the first visitor of a server does
         warm.close()
 
-        first_heatmap, toggles, switches = [], [], []
-        labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
-        for repeat in range(args.repeats):
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            page = context.new_page()
+        def first_heatmap_seconds(page) -> float:
             started = time.perf_counter()
             page.goto(url)
-            open_sample(page)
+            page.get_by_role("button", name="Open sample").click()
+            wait_for_new_overlay(page, None)
+            elapsed = time.perf_counter() - started
             wait_until_idle(page)
-            first_heatmap.append(time.perf_counter() - started)
+            return elapsed
 
-            def toggle(label=labels[repeat % len(labels)]):
-                page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
-                page.get_by_role("option", name=label).click()
+        first_heatmap, first_heatmap_cached, toggles, switches = [], [], [], []
+        labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
+        for repeat in range(args.repeats):
+            # A fresh browser profile (nothing cached), then a second tab of the same one (the page's
+            # scripts in the browser's cache, as for a clinician who has opened the viewer before).
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            first_heatmap.append(first_heatmap_seconds(context.new_page()))
+            page = context.new_page()
+            first_heatmap_cached.append(first_heatmap_seconds(page))
 
-            toggles.append(timed(toggle, page))
-            switches.append(timed(lambda: page.get_by_role("button", name="Attention outline").click(), page))
+            # The picker's list is opened first: the timing starts with the choice itself.
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
+            option = page.get_by_role("option", name=labels[repeat % len(labels)])
+            toggles.append(timed_redraw(option.click, page))
+            switches.append(timed_redraw(page.get_by_role("button", name="Attention outline").click, page))
             context.close()
         one_session = rss_mb(process.pid)
 
@@ -83,10 +103,12 @@ def main() -> None:
     def line(name: str, values: list[float], target: str) -> str:
         return (f"| {name} | {statistics.median(values):.2f} | {min(values):.2f}–{max(values):.2f} | {target} |")
 
-    print(f"\nViewer in Chromium, {args.repeats} repeats, model loaded before timing\n")
+    print(f"\nViewer in Chromium, {args.repeats} repeats, model loaded before timing; each time runs from the "
+          "click to the new overlay picture in the page\n")
     print("| step | median s | range s | target |")
     print("|---|---|---|---|")
-    print(line("open page → first heatmap (sample)", first_heatmap, "≤ 2 s"))
+    print(line("open page → first heatmap (sample), new browser profile", first_heatmap, "≤ 2 s"))
+    print(line("open page → first heatmap (sample), page scripts cached", first_heatmap_cached, "≤ 2 s"))
     print(line("pathology toggle", toggles, "≤ 0.3 s"))
     print(line("overlay switch", switches, "≤ 0.3 s"))
     extra = (many_sessions - one_session) / max(args.sessions - 1, 1)

@@ -94,6 +94,31 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
     )
 
 
+# The overlay pane's picture: the second <image> of the first Plotly chart (the first is the original).
+_OVERLAY_SOURCE = """() => {
+    const images = document.querySelectorAll('.js-plotly-plot .imagelayer image');
+    return images.length >= 2 ? images[1].getAttribute('href') : null;
+}"""
+
+
+def overlay_source(page) -> str | None:
+    """The data URL the overlay pane shows now, or None before a chart is drawn."""
+    return page.evaluate(_OVERLAY_SOURCE)
+
+
+def wait_for_new_overlay(page, before: str | None, timeout_ms: int = 180_000) -> None:
+    """Wait until the overlay pane shows a picture other than `before` and nothing on the page is stale."""
+    page.wait_for_function(
+        f"""(before) => {{
+            const now = ({_OVERLAY_SOURCE})();
+            return now !== null && now !== before && !document.querySelector("[data-stale='true']");
+        }}""",
+        arg=before,
+        timeout=timeout_ms,
+        polling="raf",
+    )
+
+
 def toggle_layer(page, layer: str) -> None:
     """Switch one overlay layer (a pill in the sidebar) on or off and wait for the page to redraw."""
     page.get_by_role("button", name=layer, exact=True).click()
