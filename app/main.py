@@ -449,6 +449,10 @@ def welcome() -> None:
         "adult PA chest radiograph."
     )
     st.button("Open the sample radiograph", on_click=_open_sample, type="primary", disabled=not sample_images())
+    # The page loads Plotly's script (several MB) only when a chart is first drawn, which took 2.5 s of the
+    # wait for the first heatmap: an empty, hidden chart here loads it while the user chooses a file.
+    with st.container(key="chart_preload"):
+        st.plotly_chart(go.Figure(), height=10, config={"staticPlot": True})
 
 
 def main() -> None:
@@ -456,7 +460,8 @@ def main() -> None:
                        initial_sidebar_state=300)
     # The uploader would show the file's name, which can carry the patient's: it is hidden (screen sharing, teaching).
     st.markdown("<style>.block-container {padding: 2.2rem 1.5rem 1rem 1.5rem;} "
-                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;}</style>",
+                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;} "
+                ".st-key-chart_preload {display: none;}</style>",
                 unsafe_allow_html=True)
     try:
         model = shared_model()
