@@ -78,10 +78,12 @@ def launch_chromium(playwright):
 
 
 def open_sample(page, timeout_ms: int = 180_000) -> None:
-    """Press Open sample and wait until the overlay and the pathology picker are drawn."""
+    """Press Open sample and wait until the overlay, the pathology picker and the table's 14 rows are drawn."""
     page.get_by_role("button", name="Open sample").click()
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
-    page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_ms)
+    page.locator(".js-plotly-plot .imagelayer image").first.wait_for(timeout=timeout_ms)
+    # The table's rows are its hidden accessibility grid: present, never 'visible'.
+    page.locator("[data-testid='stDataFrame'] [role='row']").nth(14).wait_for(state="attached", timeout=timeout_ms)
 
 
 def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
