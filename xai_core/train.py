@@ -194,6 +194,11 @@ def augment(batch: torch.Tensor, theta: torch.Tensor, config: TrainConfig, gener
     return out.clamp(0.0, 1.0)
 
 
+def _band(x: torch.Tensor, low: float, high: float, softness: float = 0.03) -> torch.Tensor:
+    """Soft indicator of low < x < high, in [0, 1]."""
+    return torch.sigmoid((x - low) / softness) * torch.sigmoid((high - x) / softness)
+
+
 def thorax_prior(size: int) -> torch.Tensor:
     """(size, size) soft mask of where the thorax lies on an adult frontal film, 1 inside.
 
@@ -203,9 +208,7 @@ def thorax_prior(size: int) -> torch.Tensor:
     from the radiologists' boxes, and is warped with each image's augmentation.
     """
     coords = (torch.arange(size) + 0.5) / size
-    def band(x: torch.Tensor, low: float, high: float, softness: float = 0.03) -> torch.Tensor:
-        return torch.sigmoid((x - low) / softness) * torch.sigmoid((high - x) / softness)
-    return band(coords, 0.06, 0.84).unsqueeze(1) * band(coords, 0.10, 0.90).unsqueeze(0)
+    return _band(coords, 0.06, 0.84).unsqueeze(1) * _band(coords, 0.10, 0.90).unsqueeze(0)
 
 
 # Labels whose evidence belongs to the heart, and to the thorax as a whole (a hiatal
@@ -227,11 +230,9 @@ def anatomical_priors(size: int) -> torch.Tensor:
     image's augmentation like the thorax prior.
     """
     coords = (torch.arange(size) + 0.5) / size
-    def band(x: torch.Tensor, low: float, high: float, softness: float = 0.03) -> torch.Tensor:
-        return torch.sigmoid((x - low) / softness) * torch.sigmoid((high - x) / softness)
     thorax = thorax_prior(size)
-    lungs = thorax * (1 - band(coords, 0.43, 0.57, softness=0.015)).unsqueeze(0)
-    heart = band(coords, 0.42, 0.88).unsqueeze(1) * band(coords, 0.33, 0.75).unsqueeze(0)
+    lungs = thorax * (1 - _band(coords, 0.43, 0.57, softness=0.015)).unsqueeze(0)
+    heart = _band(coords, 0.42, 0.88).unsqueeze(1) * _band(coords, 0.33, 0.75).unsqueeze(0)
     return torch.stack([heart if label in _HEART_LABELS else thorax if label in _THORAX_LABELS else lungs
                         for label in PATHOLOGIES])
 
