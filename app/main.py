@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -48,10 +47,15 @@ HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attenti
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
 SALIENCY_COLOUR, OUTLINE_COLOUR = "#00ff00", "#00ffff"  # render_overlay's defaults
 SMOOTHGRAD_SAMPLES = 16
-HOVER_GRID = 96  # cells on the long side of the invisible layer that gives attention values on hover
-FIGURE_HEIGHT = 540
+HOVER_GRID = 96  # cells on the long side of the grid that gives the attention under the pointer
+FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 Window = tuple[float, float] | None  # (level, width) chosen by the user; None: the file's own window
 CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
+APP = Path(__file__).resolve().parent
+# The image panes are a small browser component: a new map swaps one picture in place (no chart redrawn,
+# the zoom kept). Its classes carry a cxr- prefix, so its styles can live in the page's own DOM.
+IMAGE_PAIR = st.components.v2.component("chest_xray_viewer.image_pair", css=(APP / "image_pair.css").read_text(),
+                                        js=(APP / "image_pair.js").read_text(), isolate_styles=False)
 # The operator's log: model loading only, never anything from an image. Its own handler, because
 # .streamlit/config.toml keeps Streamlit's loggers at warning.
 log = logging.getLogger("chest_xray_viewer")
@@ -300,38 +304,30 @@ def pathology_summary(model: XRayModel, explanation: Explanation, label: str) ->
     )
 
 
-def image_figure(original_png: bytes, overlay_picture: bytes, hover: dict, overlay_title: str) -> go.Figure:
-    """Original and overlay side by side; zoom and pan are linked; hovering gives the attention there."""
-    traces, annotations, layout = [], [], {}
-    panes = (("", original_png, "png", "Original", (0.0, 0.495)),
-             ("2", overlay_picture, "jpeg", overlay_title, (0.505, 1.0)))
-    for suffix, picture, kind, title, domain in panes:
-        x, y = "x" + suffix, "y" + suffix
-        source = f"data:image/{kind};base64," + base64.b64encode(picture).decode("ascii")
-        traces.append(go.Image(source=source, hoverinfo="skip", xaxis=x, yaxis=y))
-        traces.append(go.Heatmap(**hover, opacity=0, showscale=False, xaxis=x, yaxis=y, hovertemplate=(
-            "attention %{z:.2f} of this map's maximum<br>raw %{customdata:.3g}<extra></extra>")))
-        # Titles sit at the images' left edge: the mode bar appears on the right when the mouse is over the figure.
-        annotations.append(dict(text=title, xref=f"{x} domain", yref=f"{y} domain", x=0, y=1, xanchor="left",
-                                yanchor="bottom", showarrow=False, font_size=14))
-        axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", showline=False, constrain="domain")
-        # Zoom and pan are linked: the second pane's axes follow the first's.
-        layout["xaxis" + suffix] = dict(**axes, domain=domain, anchor=y, **({"matches": "x"} if suffix else {}))
-        layout["yaxis" + suffix] = dict(**axes, anchor=x, autorange="reversed", scaleanchor=x,
-                                        **({"matches": "y"} if suffix else {}))
-    return go.Figure(traces, dict(**layout, annotations=annotations, height=FIGURE_HEIGHT,
-                                  margin=dict(l=0, r=0, t=28, b=0), dragmode="pan",
-                                  paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)"))
+def image_pair(image_id: str, original_png: bytes, overlay_picture: bytes, size: tuple[int, int], overlay_title: str,
+               hover: dict) -> None:
+    """Original and overlay side by side (app/image_pair.js): zoom and pan are linked and survive a new map."""
+    def data_url(picture: bytes, kind: str) -> str:
+        return f"data:image/{kind};base64," + base64.b64encode(picture).decode("ascii")
+
+    IMAGE_PAIR(key="image_pair", height="content", data={
+        "image": image_id,
+        "original": data_url(original_png, "png"),
+        "overlay": data_url(overlay_picture, "jpeg"),
+        "size": [size[1], size[0]],
+        "captions": ["Original", overlay_title],
+        "height": FIGURE_HEIGHT,
+        "hover": hover,
+    })
 
 
-def hover_layer(explanation: Explanation, label: str, shown_shape: tuple[int, int]) -> dict:
-    """A coarse grid of the normalised and raw map, placed over the displayed image's pixel coordinates."""
-    grid = display_shape(explanation.image_shape, HOVER_GRID)
-    scale_y, scale_x = shown_shape[0] / grid[0], shown_shape[1] / grid[1]
+def hover_grid(explanation: Explanation, label: str) -> dict:
+    """A coarse grid of the normalised and raw map for the attention shown under the pointer."""
+    rows, cols = display_shape(explanation.image_shape, HOVER_GRID)
     return {
-        "z": explanation.normalized_map(label, grid),
-        "customdata": explanation.raw_map(label, grid),
-        "x0": (scale_x - 1) / 2, "dx": scale_x, "y0": (scale_y - 1) / 2, "dy": scale_y,
+        "rows": rows, "cols": cols,
+        "attention": np.round(explanation.normalized_map(label, (rows, cols)), 3).ravel().tolist(),
+        "raw": [float(f"{value:.4g}") for value in explanation.raw_map(label, (rows, cols)).ravel()],
     }
 
 
@@ -424,12 +420,8 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
     overlay_title = f"{display_name(label)} · {' + '.join(LAYER_TITLES[layer] for layer in layers) or 'no overlay'}"
     shown = overlay_jpeg(xray.sha256, window, label, json.dumps(settings, sort_keys=True), partial(overlay, grey))
     with images:
-        st.plotly_chart(
-            image_figure(radiograph_png(xray.sha256, window, grey), shown, hover_layer(explanation, label, grey.shape),
-                         overlay_title),
-            config={"scrollZoom": True, "displaylogo": False,
-                    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"]},
-        )
+        image_pair(xray.sha256, radiograph_png(xray.sha256, window, grey), shown, grey.shape, overlay_title,
+                   hover_grid(explanation, label))
         legend(settings, explanation, label)
 
     record = explanation_record(model, xray, explanation,
@@ -449,10 +441,6 @@ def welcome() -> None:
         "adult PA chest radiograph."
     )
     st.button("Open the sample radiograph", on_click=_open_sample, type="primary", disabled=not sample_images())
-    # The page loads Plotly's script (several MB) only when a chart is first drawn, which took 2.5 s of the
-    # wait for the first heatmap: an empty, hidden chart here loads it while the user chooses a file.
-    with st.container(key="chart_preload"):
-        st.plotly_chart(go.Figure(), height=10, config={"staticPlot": True})
 
 
 def main() -> None:
@@ -460,8 +448,7 @@ def main() -> None:
                        initial_sidebar_state=300)
     # The uploader would show the file's name, which can carry the patient's: it is hidden (screen sharing, teaching).
     st.markdown("<style>.block-container {padding: 2.2rem 1.5rem 1rem 1.5rem;} "
-                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;} "
-                ".st-key-chart_preload {display: none;}</style>",
+                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;} </style>",
                 unsafe_allow_html=True)
     try:
         model = shared_model()

@@ -81,7 +81,7 @@ def open_sample(page, timeout_ms: int = 180_000) -> None:
     """Press Open sample and wait until the overlay, the pathology picker and the table's 14 rows are drawn."""
     page.get_by_role("button", name="Open sample").click()
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
-    page.locator(".js-plotly-plot .imagelayer image").first.wait_for(timeout=timeout_ms)
+    page.locator(f"{OVERLAY_IMAGE}[src]").wait_for(timeout=timeout_ms)
     # The table's rows are its hidden accessibility grid: present, never 'visible'.
     page.locator("[data-testid='stDataFrame'] [role='row']").nth(14).wait_for(state="attached", timeout=timeout_ms)
 
@@ -96,15 +96,17 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
     )
 
 
-# The overlay pane's picture: the second <image> of the first Plotly chart (the first is the original).
-_OVERLAY_SOURCE = """() => {
-    const images = document.querySelectorAll('.js-plotly-plot .imagelayer image');
-    return images.length >= 2 ? images[1].getAttribute('href') : null;
-}"""
+# The image panes (app/image_pair.js): the radiograph, then the overlay.
+PANE_IMAGES = ".cxr-pair .cxr-view img"
+OVERLAY_IMAGE = ".cxr-pair [data-pane='overlay'] img"
+_OVERLAY_SOURCE = f"""() => {{
+    const image = document.querySelector("{OVERLAY_IMAGE}");
+    return image ? image.getAttribute('src') : null;
+}}"""
 
 
 def overlay_source(page) -> str | None:
-    """The data URL the overlay pane shows now, or None before a chart is drawn."""
+    """The data URL the overlay pane shows now, or None before the panes are drawn."""
     return page.evaluate(_OVERLAY_SOURCE)
 
 
@@ -122,7 +124,7 @@ def wait_for_new_overlay(page, before: str | None, timeout_ms: int = 180_000) ->
 
 
 def toggle_layer(page, layer: str) -> None:
-    """Switch one overlay layer (a pill in the sidebar) on or off and wait for the page to redraw."""
+    """Switch one overlay layer (a pill above the images) on or off and wait for the page to redraw."""
     page.get_by_role("button", name=layer, exact=True).click()
     wait_until_idle(page)
 

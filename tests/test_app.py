@@ -7,13 +7,17 @@ that the table keeps in step with.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from xai_core.labels import PATHOLOGIES, display_name
@@ -86,11 +90,16 @@ def _label(shown: str) -> str:
     return next(label for label in PATHOLOGIES if display_name(label) == shown)
 
 
+def _image_pair(at: AppTest) -> dict | None:
+    """What the page gives the image panes (app/image_pair.js), or None when they are not drawn."""
+    panes = at.get("bidi_component")
+    return json.loads(panes[0].proto.json) if panes else None
+
+
 def _overlay(at: AppTest) -> tuple[str, str]:
-    """(overlay title, overlay image as a data URI) from the figure: [original, hover, overlay, hover]."""
-    (chart,) = at.get("plotly_chart")
-    figure = json.loads(chart.proto.spec)
-    return figure["layout"]["annotations"][1]["text"], figure["data"][2]["source"]
+    """(overlay title, overlay image as a data URI)."""
+    panes = _image_pair(at)
+    return panes["captions"][1], panes["overlay"]
 
 
 def _page_text(at: AppTest) -> str:
@@ -104,8 +113,7 @@ def test_first_page_offers_the_sample_and_says_not_for_diagnosis():
     assert {"Open the sample radiograph", "Open sample"} <= {button.label for button in at.button}
     assert at.file_uploader[0].allowed_type == []  # any file name: DICOM exports often have no suffix
     assert any(caption.value.startswith("Model ") for caption in at.caption)  # the model version
-    # No image yet: the only chart is the hidden, empty one that makes the page load Plotly's script early.
-    assert [json.loads(chart.proto.spec)["data"] for chart in at.get("plotly_chart")] == [[]]
+    assert _image_pair(at) is None  # no image yet
 
 
 def test_the_first_screen_button_opens_the_sample(forward_passes, chest_dicom):
@@ -126,6 +134,15 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     assert at.selectbox(key="pathology").value == top  # a new image opens on its most probable finding
     title, _ = _overlay(at)
     assert title == f"{display_name(top)} · Grad-CAM++"
+    panes = _image_pair(at)
+    original = Image.open(io.BytesIO(base64.b64decode(panes["original"].split(",", 1)[1])))
+    assert list(original.size) == panes["size"] and max(original.size) == 1024  # the display size
+    assert panes["size"][1] / panes["size"][0] == pytest.approx(1955 / 1841, rel=0.01)  # the sample's shape
+    hover = panes["hover"]  # the attention shown under the pointer: the same map, scaled and raw
+    grid = (hover["rows"], hover["cols"])
+    attention, raw = np.reshape(hover["attention"], grid), np.reshape(hover["raw"], grid)
+    assert np.argmax(attention) == np.argmax(raw) and 0.9 < attention.max() <= 1.0
+    assert hover["cols"] / hover["rows"] == pytest.approx(1841 / 1955, rel=0.05)
     assert any("Map scaling: per-image min–max" in caption.value and "Raw attention strength" in caption.value
                for caption in at.caption)
     assert any("operating threshold" in element.value and "Model card:" in element.value for element in at.markdown)
@@ -172,7 +189,7 @@ def test_a_corrupt_upload_shows_its_message_and_the_next_image_works(forward_pas
     _upload(at, "broken.dcm", good[: len(good) // 3])
     messages = [error.value for error in at.error]
     assert len(messages) == 1 and "could not be opened" in messages[0] and "DICOM" in messages[0]
-    assert not at.get("plotly_chart") and forward_passes == []
+    assert _image_pair(at) is None and forward_passes == []
     _press(at, "Open sample")
     _assert_fine(at)
     assert len(at.dataframe[0].value) == 14

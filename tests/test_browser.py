@@ -11,7 +11,16 @@ import json
 
 import pytest
 
-from browser_support import CHROMIUM, launch_chromium, open_sample, running_viewer, toggle_layer, wait_until_idle
+from browser_support import (
+    CHROMIUM,
+    OVERLAY_IMAGE,
+    PANE_IMAGES,
+    launch_chromium,
+    open_sample,
+    running_viewer,
+    toggle_layer,
+    wait_until_idle,
+)
 from xai_core.labels import display_name
 from xai_core.model import default_card
 
@@ -45,7 +54,7 @@ def _shown(page) -> str:
 
 
 def _overlay_title(page) -> str:
-    return page.locator(".js-plotly-plot .annotation-text").nth(1).text_content()
+    return page.locator(".cxr-pair [data-pane='overlay'] figcaption").text_content()
 
 
 def _download(page, button: str):
@@ -61,7 +70,7 @@ def test_sample_shows_14_probabilities_and_the_overlay(page):
     assert page.get_by_text("Research and education use only").is_visible()
     version = json.loads(default_card().read_text())["model_version"]
     assert page.get_by_text(f"Model {version}").is_visible()
-    assert page.locator(".js-plotly-plot .imagelayer image").count() == 2  # original and overlay
+    assert page.locator(PANE_IMAGES).count() == 2  # original and overlay
     assert _overlay_title(page) == f"{_shown(page)} · Grad-CAM++"
     assert _problems(page) == []
 
@@ -80,12 +89,40 @@ def test_ticking_a_table_row_shows_that_pathology(page):
 
 
 def test_hovering_the_overlay_gives_the_attention_there(page):
-    figure = page.locator(".js-plotly-plot").first.bounding_box()
-    page.mouse.move(figure["x"] + figure["width"] * 0.75, figure["y"] + figure["height"] * 0.5)
-    hover = page.locator(".hoverlayer")
-    hover.get_by_text("of this map's maximum").wait_for(timeout=10_000)
-    assert "raw" in hover.text_content()
+    view = page.locator(".cxr-view").nth(1).bounding_box()
+    page.mouse.move(view["x"] + view["width"] * 0.5, view["y"] + view["height"] * 0.5)
+    tip = page.locator(".cxr-tip")
+    tip.get_by_text("of this map's maximum").wait_for(timeout=10_000)
+    assert "raw" in tip.text_content()
     page.mouse.move(5, 5)
+    assert tip.is_hidden()
+
+
+def _zoom(page) -> tuple[str, str]:
+    """The zoom factor and the overlay picture's placement."""
+    return (page.locator(".cxr-pair").get_attribute("data-zoom"),
+            page.locator(OVERLAY_IMAGE).evaluate("image => image.style.transform"))
+
+
+def test_zoom_and_pan_are_linked_and_survive_a_new_map(page):
+    view = page.locator(".cxr-view").nth(1).bounding_box()
+    page.mouse.move(view["x"] + view["width"] * 0.6, view["y"] + view["height"] * 0.4)
+    for _ in range(3):
+        page.mouse.wheel(0, -100)
+    page.mouse.down()
+    page.mouse.move(view["x"] + view["width"] * 0.5, view["y"] + view["height"] * 0.5, steps=4)
+    page.mouse.up()
+    zoom, placement = _zoom(page)
+    assert float(zoom) > 1.5
+    original = page.locator(PANE_IMAGES).first.evaluate("image => image.style.transform")
+    assert original == placement  # both panes show the same part of the image
+    before = page.locator(OVERLAY_IMAGE).get_attribute("src")
+    toggle_layer(page, "Attention outline")
+    assert page.locator(OVERLAY_IMAGE).get_attribute("src") != before
+    assert _zoom(page) == (zoom, placement)  # the reader stays where they were
+    page.get_by_role("button", name="Reset view").click()
+    assert _zoom(page)[0] == "1.000"
+    toggle_layer(page, "Attention outline")
 
 
 def test_switching_overlay_modes(page):
@@ -126,7 +163,7 @@ def test_a_corrupt_upload_shows_its_message_and_the_app_keeps_working(page, tmp_
     page.get_by_text("could not be opened").wait_for(timeout=60_000)
     assert len(_problems(page)) == 1
     assert not page.get_by_text("broken.dcm").is_visible()  # file names can carry the patient's name
-    assert page.locator(".js-plotly-plot").count() == 0
+    assert page.locator(PANE_IMAGES).count() == 0
     open_sample(page)
     wait_until_idle(page)
     assert _problems(page) == []
