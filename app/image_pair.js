@@ -29,6 +29,7 @@ function build(root) {
     captions: [...pair.querySelectorAll("figcaption")],
     tip: pair.querySelector(".cxr-tip"),
     data: null,
+    hover: null,
     zoom: 1,
     centre: [0, 0], // the image point (display pixels) at the middle of each view
     drag: null,
@@ -124,15 +125,29 @@ function place(viewer) {
   viewer.pair.dataset.zoom = viewer.zoom.toFixed(3);
 }
 
+function bytesOf(base64) {
+  return Uint8Array.from(atob(base64), (character) => character.charCodeAt(0));
+}
+
+// The grids arrive as base64: attention as uint8 (value x 255), raw as little-endian float32.
+function decodeHover(hover) {
+  return {
+    rows: hover.rows,
+    cols: hover.cols,
+    attention: bytesOf(hover.attention),
+    raw: new Float32Array(bytesOf(hover.raw).buffer),
+  };
+}
+
 function showAttention(viewer, view, event, [u, v, width, height]) {
-  const hover = viewer.data.hover;
+  const hover = viewer.hover;
   if (viewer.drag || u < 0 || v < 0 || u >= width || v >= height) {
     viewer.tip.hidden = true;
     return;
   }
   const cell = Math.floor((v / height) * hover.rows) * hover.cols + Math.floor((u / width) * hover.cols);
   viewer.tip.textContent =
-    `attention ${hover.attention[cell].toFixed(2)} of this map's maximum · raw ${hover.raw[cell].toPrecision(3)}`;
+    `attention ${(hover.attention[cell] / 255).toFixed(2)} of this map's maximum · raw ${hover.raw[cell].toPrecision(3)}`;
   const box = viewer.pair.getBoundingClientRect();
   viewer.tip.style.left = `${event.clientX - box.left + 14}px`;
   viewer.tip.style.top = `${event.clientY - box.top + 14}px`;
@@ -144,6 +159,7 @@ export default function (component) {
   const viewer = parentElement.__cxrViewer || (parentElement.__cxrViewer = build(parentElement));
   // A new image opens whole; a new map, layer or display window keeps the reader's zoom and pan.
   const newImage = !viewer.data || viewer.data.image !== data.image;
+  if (!viewer.data || viewer.data.hover.raw !== data.hover.raw) viewer.hover = decodeHover(data.hover);
   viewer.data = data;
   viewer.views.forEach((view) => { view.style.height = `${data.height}px`; });
   data.captions.forEach((text, index) => { viewer.captions[index].textContent = text; });

@@ -79,7 +79,7 @@ def launch_chromium(playwright):
 
 def open_sample(page, timeout_ms: int = 180_000) -> None:
     """Press Open sample and wait until the overlay, the pathology picker and the table's 14 rows are drawn."""
-    page.get_by_role("button", name="Open sample").click()
+    page.get_by_role("button", name="Open sample").click(timeout=timeout_ms)  # the first page loads the model
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
     page.locator(f"{OVERLAY_IMAGE}[src]").wait_for(timeout=timeout_ms)
     # The table's rows are its hidden accessibility grid: present, never 'visible'.

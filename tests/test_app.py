@@ -140,8 +140,9 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     assert panes["size"][1] / panes["size"][0] == pytest.approx(1955 / 1841, rel=0.01)  # the sample's shape
     hover = panes["hover"]  # the attention shown under the pointer: the same map, scaled and raw
     grid = (hover["rows"], hover["cols"])
-    attention, raw = np.reshape(hover["attention"], grid), np.reshape(hover["raw"], grid)
-    assert np.argmax(attention) == np.argmax(raw) and 0.9 < attention.max() <= 1.0
+    attention = np.frombuffer(base64.b64decode(hover["attention"]), np.uint8).reshape(grid) / 255
+    raw = np.frombuffer(base64.b64decode(hover["raw"]), "<f4").reshape(grid)
+    assert attention.flat[np.argmax(raw)] == attention.max() == 1.0  # scaled to 1 where the raw map peaks
     assert hover["cols"] / hover["rows"] == pytest.approx(1841 / 1955, rel=0.05)
     assert any("Map scaling: per-image min–max" in caption.value and "Raw attention strength" in caption.value
                for caption in at.caption)
