@@ -390,16 +390,12 @@ def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
 @st.fragment
 def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Explanation, order: list[str],
                 settings: dict) -> None:
-    """Probabilities, maps and downloads: picking a pathology or a layer redraws only this part of the page."""
-    images, findings = st.columns([7, 3], gap="medium")
-    with findings:
-        label = st.session_state["pathology"]
-        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{label}_{xray.sha256}_{window}"
-        probability_table(model, explanation, order, label, table_key)
-        st.caption("Tick a row, or pick below, to see where the model looked for that pathology.")
-        label = st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
-        pathology_summary(model, explanation, label)
+    """Probabilities, maps and downloads: picking a pathology or a layer redraws only this part of the page.
 
+    The images are drawn first: the new overlay reaches the page before the table and the downloads.
+    """
+    images, findings = st.columns([7, 3], gap="medium")
+    label = st.session_state["pathology"]  # the picker's value, set before this run (show_result keeps it valid)
     with images:
         layers = layer_picker()
     settings = {**settings, "layers": layers}
@@ -431,6 +427,11 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
     record = explanation_record(model, xray, explanation,
                                 {**settings, "pathology_shown": label, "window": list(window) if window else None})
     with findings:
+        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{label}_{xray.sha256}_{window}"
+        probability_table(model, explanation, order, label, table_key)
+        st.caption("Tick a row, or pick below, to see where the model looked for that pathology.")
+        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
+        pathology_summary(model, explanation, label)
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
             "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
