@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import save as save_safetensors
 
 from xai_core.errors import XRayError
 from xai_core.explain import explain
@@ -31,6 +34,25 @@ def non_chest_distances(model, dicom_file) -> list[float]:
 def test_the_shipped_checkpoint_has_out_of_distribution_statistics(model):
     assert model.feature_distribution is not None
     assert model.card["out_of_distribution"]["threshold"] == pytest.approx(model.feature_distribution.threshold)
+
+
+def test_statistics_fitted_before_0_3_0_are_read_as_layer4_only(model, chest_dicom, tmp_path):
+    """Older cards name no blocks and hold the layer4 tensors without a block prefix."""
+    card_path = default_card()
+    card = json.loads(card_path.read_text())
+    shutil.copy(card_path.parent / card["weights_file"], tmp_path / card["weights_file"])
+    layer4 = model.feature_distribution.blocks["layer4"]
+    old = {"mean": layer4.mean, "components": layer4.components, "variances": layer4.variances,
+           "residual_variance": np.array([layer4.residual_variance])}
+    blob = save_safetensors({name: torch.from_numpy(value.astype(np.float32)) for name, value in old.items()})
+    (tmp_path / "old_ood.safetensors").write_bytes(blob)
+    section = {key: value for key, value in card["out_of_distribution"].items() if key != "blocks"}
+    card["out_of_distribution"] = {**section, "file": "old_ood.safetensors", "sha256": hashlib.sha256(blob).hexdigest()}
+    (tmp_path / card_path.name).write_text(json.dumps(card))
+    older = load_model(tmp_path / card_path.name, device="cpu")
+    assert list(older.feature_distribution.blocks) == ["layer4"]
+    features = explain(model, read_xray(chest_dicom)).features
+    assert older.feature_distribution.distance(features) == pytest.approx(layer4.distance(features["layer4"]), rel=1e-5)
 
 
 def test_non_chest_images_are_separated_from_nih_test_films(model, non_chest_distances, shared_data):

@@ -21,7 +21,7 @@ gradients.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,7 @@ class Explanation:
     raw_cams: np.ndarray  # (14, h, w), non-negative
     image_shape: tuple[int, int]  # (H, W) of the XRay
     model_version: str
-    features: np.ndarray  # (K,) the pooled features the head reads
+    features: dict[str, np.ndarray]  # pooled features by block: layer3 (1024,), layer4 (2048,) = what the head reads
     ood_distance: float | None = None  # distance from the training images' features (ood.py)
     ood_threshold: float | None = None
 
@@ -102,12 +102,18 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
     """One forward pass -> 14 probabilities and 14 raw Grad-CAM++ maps."""
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     inputs = model.input_spec.prepare(pixels, model.device)
-    if _has_pooled_linear_head(model.network):
-        logits, cams, features = _closed_form_cams(model.network, inputs)
-    else:
-        logits, cams, features = _autograd_cams(model.network, inputs)
-    features = features.cpu().numpy().astype(np.float32)
+    # layer3's pooled features serve the out-of-distribution score (ood.py); a network without it gets none.
+    block3 = getattr(model.network, "layer3", None)
+    with captured_output(block3) if block3 is not None else nullcontext([]) as layer3:
+        if _has_pooled_linear_head(model.network):
+            logits, cams, layer4 = _closed_form_cams(model.network, inputs)
+        else:
+            logits, cams, layer4 = _autograd_cams(model.network, inputs)
+    features = {"layer3": layer3[0][0].detach().float().mean(dim=(1, 2))} if layer3 else {}
+    features = {name: pooled.cpu().numpy().astype(np.float32) for name, pooled in {**features, "layer4": layer4}.items()}
     distribution = model.feature_distribution
+    if distribution is not None and not set(distribution.blocks) <= set(features):
+        distribution = None  # statistics for blocks this network does not have: no score rather than a wrong one
     return Explanation(
         labels=model.labels,
         probabilities=torch.sigmoid(logits).cpu().numpy().astype(np.float32),
