@@ -150,8 +150,13 @@ def _keep_image(name: str, data: bytes) -> None:
 def _show_table_row(table_key: str, order: list[str]) -> None:
     rows = st.session_state[table_key]["selection"]["rows"]
     if rows:
-        st.session_state["pathology"] = order[rows[0]]
-    # A fresh table is drawn with the shown row ticked, also when the user unticked it.
+        st.session_state["pathology"] = order[rows[0]]  # the table already shows the tick: it is kept as it is
+    else:
+        _redraw_table()  # the user unticked the shown row: a fresh table ticks it again
+
+
+def _redraw_table() -> None:
+    """A fresh table next time, ticked on the pathology shown (a table's selection is set only when it is created)."""
     st.session_state["table_version"] = st.session_state.get("table_version", 0) + 1
 
 
@@ -427,10 +432,10 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
     record = explanation_record(model, xray, explanation,
                                 {**settings, "pathology_shown": label, "window": list(window) if window else None})
     with findings:
-        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{label}_{xray.sha256}_{window}"
+        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{xray.sha256}_{window}"
         probability_table(model, explanation, order, label, table_key)
         st.caption("Tick a row, or pick below, to see where the model looked for that pathology.")
-        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
+        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology", on_change=_redraw_table)
         pathology_summary(model, explanation, label)
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,

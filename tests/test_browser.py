@@ -88,6 +88,31 @@ def test_ticking_a_table_row_shows_that_pathology(page):
     assert page.get_by_text(f"Raw attention strength for {name}").is_visible()
 
 
+def _ticked(page) -> list[str]:
+    rows = page.locator("[data-testid='stDataFrame'] [role='row'][aria-selected='true']")
+    return [rows.nth(index).locator("[role='gridcell']").first.inner_text() for index in range(rows.count())]
+
+
+def test_the_table_tick_follows_the_pathology_shown(page):
+    shown = _shown(page)
+    assert _ticked(page) == [shown]
+    other = "Edema" if shown != "Edema" else "Hernia"
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
+    page.get_by_role("option", name=other).click()
+    wait_until_idle(page)
+    assert _ticked(page) == [other]
+    rows = page.locator("[data-testid='stDataFrame'] [role='row']")
+    names = [rows.nth(index).locator("[role='gridcell']").first.inner_text() for index in range(1, rows.count())]
+    table = page.locator("[data-testid='stDataFrame']").bounding_box()
+    tick = (table["x"] + 16, table["y"] + ROW_HEIGHT * (names.index(other) + 1) + ROW_HEIGHT / 2)
+    page.mouse.click(*tick)  # unticking the shown row keeps it shown and ticked
+    wait_until_idle(page)
+    assert _shown(page) == other and _ticked(page) == [other]
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
+    page.get_by_role("option", name=shown).click()
+    wait_until_idle(page)
+
+
 def test_hovering_the_overlay_gives_the_attention_there(page):
     view = page.locator(".cxr-view").nth(1).bounding_box()
     page.mouse.move(view["x"] + view["width"] * 0.5, view["y"] + view["height"] * 0.5)
