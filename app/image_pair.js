@@ -68,11 +68,12 @@ function build(root) {
       view.setPointerCapture(event.pointerId);
       view.classList.add("cxr-dragging");
     });
-    view.addEventListener("pointerup", (event) => {
+    const endDrag = () => {
       viewer.drag = null;
-      view.releasePointerCapture(event.pointerId);
       view.classList.remove("cxr-dragging");
-    });
+    };
+    view.addEventListener("pointerup", endDrag);
+    view.addEventListener("pointercancel", endDrag); // a touch taken over by the browser, a lost capture
     view.addEventListener("pointermove", (event) => {
       if (viewer.drag) {
         const scale = viewer.zoom * fitScale(view, viewer.data.size);
