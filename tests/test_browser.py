@@ -28,14 +28,14 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROW_HEIGHT = 30  # the probability table's row height in app/main.py
 
 
 @pytest.fixture(scope="module")
 def page():
-    with running_viewer() as (url, _process), sync_playwright() as playwright:
+    with running_viewer() as (url, _process), playwright_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page = context.new_page()
@@ -88,26 +88,37 @@ def test_ticking_a_table_row_shows_that_pathology(page):
     assert page.get_by_text(f"Raw attention strength for {name}").is_visible()
 
 
-def _ticked(page) -> list[str]:
-    rows = page.locator("[data-testid='stDataFrame'] [role='row'][aria-selected='true']")
-    return [rows.nth(index).locator("[role='gridcell']").first.inner_text() for index in range(rows.count())]
+def _ticked(page, expected: str) -> list[str]:
+    """The ticked rows' pathologies, once the table shows `expected` ticked or after 10 s.
+
+    A fresh table fills its rows a moment after the page has otherwise settled.
+    """
+    rows = "[data-testid='stDataFrame'] [role='row'][aria-selected='true']"
+    script = f"""() => [...document.querySelectorAll("{rows}")]
+        .map(row => row.querySelector("[role='gridcell']").innerText)"""
+    try:
+        page.wait_for_function(f"(expected) => JSON.stringify(({script})()) === JSON.stringify([expected])",
+                               arg=expected, timeout=10_000)
+    except playwright_api.TimeoutError:
+        pass
+    return page.evaluate(script)
 
 
 def test_the_table_tick_follows_the_pathology_shown(page):
     shown = _shown(page)
-    assert _ticked(page) == [shown]
+    assert _ticked(page, shown) == [shown]
     other = "Edema" if shown != "Edema" else "Hernia"
     page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
     page.get_by_role("option", name=other).click()
     wait_until_idle(page)
-    assert _ticked(page) == [other]
+    assert _ticked(page, other) == [other]
     rows = page.locator("[data-testid='stDataFrame'] [role='row']")
     names = [rows.nth(index).locator("[role='gridcell']").first.inner_text() for index in range(1, rows.count())]
     table = page.locator("[data-testid='stDataFrame']").bounding_box()
     tick = (table["x"] + 16, table["y"] + ROW_HEIGHT * (names.index(other) + 1) + ROW_HEIGHT / 2)
     page.mouse.click(*tick)  # unticking the shown row keeps it shown and ticked
     wait_until_idle(page)
-    assert _shown(page) == other and _ticked(page) == [other]
+    assert _shown(page) == other and _ticked(page, other) == [other]
     page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
     page.get_by_role("option", name=shown).click()
     wait_until_idle(page)
