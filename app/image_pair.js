@@ -50,7 +50,7 @@ function build(root) {
   const zoomAt = (view, event, factor) => {
     const [u, v] = imagePoint(view, event);
     const box = view.getBoundingClientRect();
-    viewer.zoom = Math.min(MAX_ZOOM, Math.max(1, viewer.zoom * factor));
+    zoomBy(viewer, factor);
     const scale = viewer.zoom * fitScale(view, viewer.data.size);
     viewer.centre = [u - (event.clientX - box.left - box.width / 2) / scale,
                      v - (event.clientY - box.top - box.height / 2) / scale];
@@ -90,11 +90,16 @@ function build(root) {
     const action = event.target.closest("button")?.dataset.zoom;
     if (!action) return;
     if (action === "reset") return reset(viewer);
-    viewer.zoom = Math.min(MAX_ZOOM, Math.max(1, viewer.zoom * (action === "in" ? ZOOM_STEP : 1 / ZOOM_STEP)));
+    zoomBy(viewer, action === "in" ? ZOOM_STEP : 1 / ZOOM_STEP);
     place(viewer);
   });
   new ResizeObserver(() => place(viewer)).observe(pair);
   return viewer;
+}
+
+// Zoom 1 shows the whole image; the zoom stays between 1 and MAX_ZOOM.
+function zoomBy(viewer, factor) {
+  viewer.zoom = Math.min(MAX_ZOOM, Math.max(1, viewer.zoom * factor));
 }
 
 // Scale at which the whole image fits its view (zoom 1).
