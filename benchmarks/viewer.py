@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from browser_support import (  # noqa: E402
-    OVERLAY_IMAGE,
+    NEW_OVERLAY_SETTLED,
     launch_chromium,
     open_sample,
     overlay_source,
@@ -57,12 +57,10 @@ def press_to_overlay_seconds(page) -> float:
     return (min(t for t in times["overlays"] if t > pressed) - pressed) / 1000
 
 
-# True once the overlay has changed and nothing on the page is stale any more (the whole redraw is done);
-# the first time it holds is stamped on the page's clock (polled at every animation frame).
+# The whole redraw is done (browser_support's test, polled at every animation frame); the first time it
+# holds is stamped on the page's clock.
 SETTLED = f"""(before) => {{
-    const image = document.querySelector("{OVERLAY_IMAGE}");
-    const settled = image !== null && image.getAttribute('src') !== before
-        && !document.querySelector("[data-stale='true']");
+    const settled = ({NEW_OVERLAY_SETTLED})(before);
     if (settled) window.__viewerTimes.settled = performance.now();
     return settled;
 }}"""

@@ -110,17 +110,16 @@ def overlay_source(page) -> str | None:
     return page.evaluate(_OVERLAY_SOURCE)
 
 
+# In the page: has the overlay pane a picture other than `before`, with nothing on the page stale any more?
+NEW_OVERLAY_SETTLED = f"""(before) => {{
+    const now = ({_OVERLAY_SOURCE})();
+    return now !== null && now !== before && !document.querySelector("[data-stale='true']");
+}}"""
+
+
 def wait_for_new_overlay(page, before: str | None, timeout_ms: int = 180_000) -> None:
     """Wait until the overlay pane shows a picture other than `before` and nothing on the page is stale."""
-    page.wait_for_function(
-        f"""(before) => {{
-            const now = ({_OVERLAY_SOURCE})();
-            return now !== null && now !== before && !document.querySelector("[data-stale='true']");
-        }}""",
-        arg=before,
-        timeout=timeout_ms,
-        polling="raf",
-    )
+    page.wait_for_function(NEW_OVERLAY_SETTLED, arg=before, timeout=timeout_ms, polling="raf")
 
 
 def toggle_layer(page, layer: str) -> None:
