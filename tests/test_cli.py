@@ -75,7 +75,7 @@ def test_evaluate_reports_auroc_with_ci_and_alignment_beside_random(shared_data,
     assert pneumonia["auroc_ci95"][0] <= pneumonia["auroc"] <= pneumonia["auroc_ci95"][1]
     assert report["labels"]["Hernia"]["validated"] is False
     alignment = report["alignment"]["all"]
-    assert alignment["model"]["n"] == alignment["random"]["n"] == len(box_rows)
+    assert alignment["model"]["n"] == alignment["random"]["n"] == alignment["average_map"]["n"] == len(box_rows)
     assert 0.0 <= alignment["model"]["pointing_hit"] <= 1.0
     assert "Pneumonia" in result.stdout and "pointing" in result.stdout
     assert "evaluating" in result.stderr  # the progress bar

@@ -78,8 +78,7 @@ class Explanation:
 
     def normalized_map(self, label: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         """The map in [0, 1] exactly as pytorch-grad-cam scales it: min-max, resize, min-max again."""
-        cam = torch.from_numpy(self.raw_cams[self.labels.index(require_label(label))])
-        return _min_max(_resize(_min_max(cam), shape or self.image_shape)).numpy()
+        return normalized_cam(self.raw_cams[self.labels.index(require_label(label))], shape or self.image_shape)
 
     def maps(self, *, normalized: bool = True, shape: tuple[int, int] | None = None) -> np.ndarray:
         """All 14 maps at once, (14, H, W)."""
@@ -210,6 +209,11 @@ def saliency(
         total += gradient.sum(dim=1).abs().sum(dim=0)
     grey_gradient = total / batch.shape[0]
     return _min_max(_resize(grey_gradient.float().cpu(), pixels.shape[:2])).numpy()
+
+
+def normalized_cam(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A (h, w) map at the feature grid to shape in [0, 1] as pytorch-grad-cam scales it: min-max, resize, min-max."""
+    return _min_max(_resize(_min_max(torch.from_numpy(np.asarray(cam, dtype=np.float32))), shape)).numpy()
 
 
 def _resize(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

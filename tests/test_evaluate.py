@@ -1,0 +1,49 @@
+"""The evaluation's controls: the average-map control is what the model shows whatever the image."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from xai_core.evaluate import evaluate_dataset
+
+
+def _write(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _nih_rows(shared_data, name):
+    with open(shared_data / "nih" / name, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_average_map_of_one_image_is_that_images_map(shared_data, tmp_path):
+    """Over a single image the model's average map is its own map, so the two must score the same on its boxes."""
+    boxes = _nih_rows(shared_data, "boxes.csv")
+    image = boxes[0]["image"]
+    labels = [row for row in _nih_rows(shared_data, "labels.csv") if row["image"] == image]
+    _write(tmp_path / "labels.csv", labels)
+    _write(tmp_path / "boxes.csv", [row for row in boxes if row["image"] == image])
+    report = evaluate_dataset(images=shared_data / "nih" / "images", labels_csv=tmp_path / "labels.csv",
+                              boxes_csv=tmp_path / "boxes.csv", device="cpu")
+    figures = report["alignment"]["all"]
+    for key in ("pointing_hit", "iou", "iobb", "energy_inside"):
+        assert figures["average_map"][key] == pytest.approx(figures["model"][key], abs=1e-4), key
+
+
+def test_average_map_differs_from_each_images_map(shared_data, tmp_path):
+    """Over several images the average map is one map for all, so it cannot match every image's own map."""
+    boxes = _nih_rows(shared_data, "boxes.csv")
+    images = sorted({row["image"] for row in boxes})[:12]
+    labels = [row for row in _nih_rows(shared_data, "labels.csv") if row["image"] in images]
+    _write(tmp_path / "labels.csv", labels)
+    _write(tmp_path / "boxes.csv", [row for row in boxes if row["image"] in images])
+    report = evaluate_dataset(images=shared_data / "nih" / "images", labels_csv=tmp_path / "labels.csv",
+                              boxes_csv=tmp_path / "boxes.csv", device="cpu")
+    figures = report["alignment"]["all"]
+    assert figures["average_map"]["n"] == figures["model"]["n"] == sum(row["image"] in images for row in boxes)
+    assert figures["average_map"]["energy_inside"] != pytest.approx(figures["model"]["energy_inside"], abs=1e-4)
