@@ -17,7 +17,7 @@ from xai_core.model import load_model
 from xai_core.labels import PATHOLOGIES
 from xai_core.model import DEFAULT_CARD, read_card
 from xai_core.train import (
-    ImageBank, TrainConfig, anatomical_priors, augment, evidence_outside, masked_bce, random_affine, rank_order, thorax_prior,
+    ImageBank, TrainConfig, anatomical_priors, augment, evidence_on_negatives, evidence_outside, masked_bce, random_affine, rank_order, thorax_prior,
 )
 
 
@@ -125,6 +125,21 @@ def test_evidence_outside_the_thorax_is_measured_where_it_lies():
     assert float(prior[50:170, 40:184].min()) > 0.85  # the lung fields and the heart (soft edges)
     edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
     assert float(edges.max()) < 0.15
+
+
+def test_evidence_on_negatives_counts_positive_evidence_where_the_label_is_known_absent():
+    head = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[2.0, -1.0], [0.5, 1.0]]))
+    features = torch.zeros(2, 2, 4, 4)
+    features[0, 0, 1, 1] = 8.0  # image 0: channel 0 in one of 16 cells
+    features[1, 1] = 1.0  # image 1: channel 1 everywhere
+    # evidence per (image, label), the map's mean: [[2*8/16, 0.5*8/16], [0, 1]] (negative weights do not count)
+    targets = torch.tensor([[0.0, float("nan")], [1.0, 0.0]])  # known negatives: (0, label 0) and (1, label 1)
+    assert float(evidence_on_negatives(features, head, targets)) == pytest.approx((1.0 + 1.0) / 2)
+    features.requires_grad_(True)
+    evidence_on_negatives(features, head, torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]])).backward()
+    assert float(features.grad.abs().sum()) == 0.0  # no known negative, nothing to push
 
 
 def test_per_label_priors_keep_lung_findings_off_the_mediastinum_and_cardiomegaly_on_the_heart():
