@@ -309,6 +309,32 @@ def pathology_summary(model: XRayModel, explanation: Explanation, label: str) ->
     )
 
 
+def map_evidence(model: XRayModel, label: str) -> None:
+    """How often this label's maps matched radiologists' boxes on held-out films, beside what chance and the
+    model's own average map score: the numbers that say how far to trust the map shown."""
+    figures = model.test_figures(label)
+    if not figures:
+        st.caption("This model card holds no test figures: nothing says how far to trust its maps.")
+        return
+    parts = []
+    if "auroc" in figures:
+        low, high = figures["auroc_ci95"]
+        parts.append(f"AUROC {figures['auroc']:.2f} (95% CI {low:.2f}–{high:.2f}, {figures['positives']} positives)")
+    alignment = figures.get("alignment")
+    if alignment:
+        model_hits, random_hits = alignment["model"]["pointing_hit"], alignment["random"]["pointing_hit"]
+        average = alignment.get("average_map", {}).get("pointing_hit")
+        boxes = alignment["model"]["n"]
+        line = (f"the map's maximum fell inside {model_hits:.0%} of {boxes} radiologist box{'es' if boxes > 1 else ''} "
+                f"(a random map: {random_hits:.0%}")
+        if average is not None:
+            line += f"; this model's average {display_name(label)} map, the same on every film: {average:.0%}"
+        parts.append(line + ")")
+    else:
+        parts.append("no radiologist boxes for this finding, so where its map points was never checked")
+    st.caption("On the NIH test films: " + "; ".join(parts) + ".")
+
+
 def image_pair(image_id: str, original_png: bytes, overlay_picture: bytes, size: tuple[int, int], overlay_title: str,
                hover: dict) -> None:
     """Original and overlay side by side (app/image_pair.js): zoom and pan are linked and survive a new map."""
@@ -428,6 +454,7 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
         image_pair(xray.sha256, radiograph_png(xray.sha256, window, grey), shown, grey.shape, overlay_title,
                    hover_grid(explanation, label))
         legend(settings, explanation, label)
+        map_evidence(model, label)
 
     record = explanation_record(model, xray, explanation,
                                 {**settings, "pathology_shown": label, "window": list(window) if window else None})

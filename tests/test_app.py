@@ -21,7 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from xai_core.labels import PATHOLOGIES, display_name
-from xai_core.model import default_card
+from xai_core.model import DEFAULT_CARD, default_card, read_card
 
 explain_module = importlib.import_module("xai_core.explain")  # the package exports a function of the same name
 
@@ -147,6 +147,25 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     assert any("Map scaling: per-image min–max" in caption.value and "Raw attention strength" in caption.value
                for caption in at.caption)
     assert any("operating threshold" in element.value and "Model card:" in element.value for element in at.markdown)
+    assert len(forward_passes) == 1
+
+
+def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes(forward_passes):
+    at = _opened_sample()
+    card = read_card(DEFAULT_CARD)["metrics"]["nih_test"]
+    pneumonia = card["alignment"]["per_finding"]["Pneumonia"]
+    at.selectbox(key="pathology").set_value("Pneumonia").run()
+    _assert_fine(at)
+    line = next(caption.value for caption in at.caption if caption.value.startswith("On the NIH test films"))
+    auroc = card["labels"]["Pneumonia"]["auroc"]
+    for figure in (f"AUROC {auroc:.2f}", f"{pneumonia['model']['pointing_hit']:.0%} of {pneumonia['model']['n']} "
+                   "radiologist boxes", f"random map: {pneumonia['random']['pointing_hit']:.0%}",
+                   f"average Pneumonia map, the same on every film: {pneumonia['average_map']['pointing_hit']:.0%}"):
+        assert figure in line, figure
+    unboxed = next(label for label in PATHOLOGIES if label not in card["alignment"]["per_finding"])
+    at.selectbox(key="pathology").set_value(unboxed).run()
+    line = next(caption.value for caption in at.caption if caption.value.startswith("On the NIH test films"))
+    assert "no radiologist boxes for this finding" in line
     assert len(forward_passes) == 1
 
 

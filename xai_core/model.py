@@ -102,6 +102,16 @@ class XRayModel:
         given = self.card.get("thresholds", {})
         return {label: float(given.get(label, 0.5)) for label in self.labels}
 
+    def test_figures(self, label: str) -> dict[str, Any]:
+        """The card's NIH test figures for one label: n, positives, auroc, auroc_ci95, ... and, where
+        radiologists boxed the finding, "alignment" (model, random and average_map figures); {} if none."""
+        report = self.card.get("metrics", {}).get("nih_test", {})
+        figures = dict(report.get("labels", {}).get(label, {}))
+        alignment = report.get("alignment", {}).get("per_finding", {}).get(label)
+        if figures and alignment:
+            figures["alignment"] = alignment
+        return figures
+
     def validation_status(self) -> dict[str, str]:
         """Per-label words for the page, e.g. 'validated (35 test positives)'."""
         given = self.card.get("validation", {})
