@@ -316,23 +316,23 @@ def map_evidence(model: XRayModel, label: str) -> None:
     if not figures:
         st.caption("This model card holds no test figures: nothing says how far to trust its maps.")
         return
-    parts = []
+    sentences = []
     if "auroc" in figures:
         low, high = figures["auroc_ci95"]
-        parts.append(f"AUROC {figures['auroc']:.2f} (95% CI {low:.2f}–{high:.2f}, {figures['positives']} positives)")
+        sentences.append(f"AUROC {figures['auroc']:.2f} (chance 0.50; 95% CI {low:.2f}–{high:.2f}, "
+                         f"{figures['positives']} positives).")
     alignment = figures.get("alignment")
     if alignment:
-        model_hits, random_hits = alignment["model"]["pointing_hit"], alignment["random"]["pointing_hit"]
-        average = alignment.get("average_map", {}).get("pointing_hit")
         boxes = alignment["model"]["n"]
-        line = (f"the map's maximum fell inside {model_hits:.0%} of {boxes} radiologist box{'es' if boxes > 1 else ''} "
-                f"(a random map: {random_hits:.0%}")
-        if average is not None:
-            line += f"; this model's average {display_name(label)} map, the same on every film: {average:.0%}"
-        parts.append(line + ")")
+        hits = round(alignment["model"]["pointing_hit"] * boxes)
+        controls = f"a random map {alignment['random']['pointing_hit']:.0%}"
+        if "average_map" in alignment:
+            controls += (f", this model's average {display_name(label)} map, the same on every film, "
+                         f"{alignment['average_map']['pointing_hit']:.0%}")
+        sentences.append(f"Map maximum inside the radiologists' box: {hits} of {boxes} ({controls}).")
     else:
-        parts.append("no radiologist boxes for this finding, so where its map points was never checked")
-    st.caption("On the NIH test films: " + "; ".join(parts) + ".")
+        sentences.append("No radiologist boxes for this finding: where its maps point was never checked.")
+    st.caption("NIH test films: " + " ".join(sentences))
 
 
 def image_pair(image_id: str, original_png: bytes, overlay_picture: bytes, size: tuple[int, int], overlay_title: str,
