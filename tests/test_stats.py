@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xai_core.stats import (
+    fit_platt,
     auroc,
     bootstrap_auroc_ci,
     choose_threshold,
@@ -174,3 +175,23 @@ def test_sensitivity_specificity_counts_threshold_as_positive():
     assert sensitivity_specificity(labels, probs, 0.5) == (0.5, pytest.approx(2 / 3))
     sens, spec = sensitivity_specificity([0, 0], [0.1, 0.9], 0.5)
     assert math.isnan(sens) and spec == 0.5
+
+
+def test_platt_scaling_recovers_the_scale_and_shift_that_generated_the_labels():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0.0, 2.0, 20_000)
+    labels = (rng.random(logits.size) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
+    scale, shift = fit_platt(labels, logits, strength=0.0)
+    assert scale == pytest.approx(0.5, abs=0.03) and shift == pytest.approx(-1.0, abs=0.05)
+    labels[:100] = np.nan  # unknown labels are left out with their logits
+    assert fit_platt(labels, logits, strength=0.0) == pytest.approx((scale, shift), abs=0.02)
+
+
+def test_platt_scaling_keeps_rankings_or_falls_back_to_the_identity():
+    logits = np.linspace(-3, 3, 200)
+    assert fit_platt(np.zeros(200), logits) == (1.0, 0.0)  # one class only
+    assert fit_platt((logits < 0).astype(float), logits) == (1.0, 0.0)  # would reverse the ranking
+    few = np.zeros(200)
+    few[[150, 199]] = 1.0  # two positives: the penalty keeps the scale near 1, the shift moves down
+    scale, shift = fit_platt(few, logits)
+    assert scale > 0 and shift < 0

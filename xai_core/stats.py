@@ -116,6 +116,42 @@ def expected_calibration_error(y_true, prob, *, bins: int = 10) -> float:
     return float(np.abs(observed - predicted).sum() / probs.size)
 
 
+def fit_platt(y_true, logits, *, strength: float = 0.01, iterations: int = 50) -> tuple[float, float]:
+    """Platt scaling: (scale, shift) minimising the mean log loss of sigmoid(scale * logit + shift).
+
+    A small penalty strength * ((scale - 1)^2 + shift^2) keeps a label with few
+    positives near the identity. Newton's method with step halving (the loss is
+    convex). The map must be increasing, so that every ranking (AUROC, a
+    threshold's decisions) is kept: a fit with scale <= 0, or data with one
+    class only, gives the identity (1, 0).
+    """
+    positive, z = _labelled(y_true, logits)
+    if z.size == 0 or positive.all() or not positive.any():
+        return 1.0, 0.0
+    y = positive.astype(np.float64)
+    features = np.stack([z, np.ones_like(z)], axis=1)
+    prior = np.array([1.0, 0.0])
+
+    def loss(params: np.ndarray) -> float:
+        margin = features @ params
+        return float(np.mean(np.logaddexp(0.0, margin) - y * margin) + strength * np.sum((params - prior) ** 2))
+
+    params = prior.copy()
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-(features @ params)))
+        gradient = features.T @ (p - y) / z.size + 2 * strength * (params - prior)
+        hessian = (features * (p * (1 - p))[:, None]).T @ features / z.size + 2 * strength * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        current, size = loss(params), 1.0
+        while loss(params - size * step) > current and size > 1e-6:
+            size /= 2
+        params = params - size * step
+        if np.abs(size * step).max() < 1e-10:
+            break
+    scale, shift = float(params[0]), float(params[1])
+    return (scale, shift) if scale > 0 else (1.0, 0.0)
+
+
 def choose_threshold(y_true, prob) -> float:
     """The probability cut maximising Youden's J = sensitivity + specificity - 1.
 
