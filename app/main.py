@@ -291,8 +291,11 @@ def probability_table(model: XRayModel, explanation: Explanation, order: list[st
         selection_default={"selection": {"rows": [order.index(label)]}},
         column_config={
             "Pathology": st.column_config.TextColumn(width=122),
-            "Probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f", width=96,
-                                                           color="blue"),  # calm: red would read as alarm
+            "Probability": st.column_config.ProgressColumn(
+                min_value=0.0, max_value=1.0, format="%.2f", width=96, color="blue",  # calm: red would read as alarm
+                help=("Calibrated on validation films (model card): of the films given about this value there, about "
+                      "this share had the finding. Where the finding is commoner or rarer, so is the share."
+                      if "calibration" in model.card else "Not calibrated: read it as a ranking, not a risk.")),
             "▲": st.column_config.TextColumn(width=26, help="At or above its operating threshold (model card)"),
             "Validated": st.column_config.TextColumn(
                 width=72, help="Whether the held-out test split had enough positives to validate it (model card)"),

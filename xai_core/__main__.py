@@ -90,6 +90,22 @@ def _fit_ood(args: argparse.Namespace) -> None:
     print(json.dumps(section, indent=2))
 
 
+def _calibrate(args: argparse.Namespace) -> None:
+    from . import calibration
+    from .data import read_label_csv
+    from .model import load_model
+
+    if args.split == "test":
+        raise SystemExit("Calibrating on the test split would flatter its figures: use the validation split.")
+    card_path = args.weights or default_card()
+    cases = read_label_csv(args.labels, args.images, splits=[args.split])
+    if not cases:
+        raise SystemExit(f"No images of split '{args.split}' in {args.labels}.")
+    section = calibration.fit(load_model(card_path, device=args.device), cases)
+    calibration.record(card_path, section, f"{Path(args.labels).name}, split {args.split}")
+    print(json.dumps(section, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m xai_core", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit_ood.add_argument("--weights", type=Path, help="model card to add the statistics to (default: the shipped one)")
     fit_ood.add_argument("--device", default=None)
     fit_ood.set_defaults(run=_fit_ood)
+
+    calibrate = commands.add_parser("calibrate", help="fit per-label Platt scaling on validation films into the card")
+    calibrate.add_argument("--images", type=Path, required=True)
+    calibrate.add_argument("--labels", type=Path, required=True, help="CSV of image + pathology columns (and split)")
+    calibrate.add_argument("--split", default="val", help="rows of this split only (never the test split)")
+    calibrate.add_argument("--weights", type=Path, help="model card to add the calibration to (default: the shipped one)")
+    calibrate.add_argument("--device", default=None)
+    calibrate.set_defaults(run=_calibrate)
 
     train = commands.add_parser("train", help="fine-tune the ResNet-50 (single process or torchrun)")
     training.add_arguments(train)

@@ -115,7 +115,7 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
         distribution = None  # statistics for blocks this network does not have: no score rather than a wrong one
     return Explanation(
         labels=model.labels,
-        probabilities=torch.sigmoid(logits).cpu().numpy().astype(np.float32),
+        probabilities=model.probabilities(logits.cpu().numpy()),
         logits=logits.cpu().numpy().astype(np.float32),
         raw_cams=cams.cpu().numpy().astype(np.float32),
         image_shape=(int(pixels.shape[0]), int(pixels.shape[1])),

@@ -25,7 +25,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from torchvision.models import resnet50
 
-from . import ood
+from . import calibration, ood
 from .errors import XRayError
 from .labels import PATHOLOGIES
 from .ood import FeatureDistribution
@@ -98,9 +98,17 @@ class XRayModel:
         return str(self.card.get("model_version", "unknown"))
 
     def thresholds(self) -> dict[str, float]:
-        """Per-label operating thresholds from the card (0.5 where the card gives none)."""
+        """Per-label operating thresholds from the card (0.5 where it gives none), on the probabilities' scale.
+
+        The card keeps them as chosen on validation, on the raw sigmoid; with a
+        calibration they are mapped through it, so each makes the same decisions.
+        """
         given = self.card.get("thresholds", {})
-        return {label: float(given.get(label, 0.5)) for label in self.labels}
+        return {label: calibration.threshold(self.card, label, float(given.get(label, 0.5))) for label in self.labels}
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """(..., 14) logits -> probabilities: the card's calibration (calibration.py) where it has one, else sigmoid."""
+        return calibration.probabilities(self.card, logits)
 
     def test_figures(self, label: str) -> dict[str, Any]:
         """The card's NIH test figures for one label: n, positives, auroc, auroc_ci95, ... and, where
