@@ -66,9 +66,9 @@ def probabilities(card: dict[str, Any], logits: np.ndarray) -> np.ndarray:
 
 def threshold(card: dict[str, Any], label: str, raw: float) -> float:
     """An operating threshold chosen on raw probabilities, mapped to the calibrated scale (same decisions)."""
-    if not 0.0 < raw < 1.0:
-        return raw
-    entry = card.get("calibration", {}).get("labels", {}).get(label, {"scale": 1.0, "shift": 0.0})
+    entry = card.get("calibration", {}).get("labels", {}).get(label)
+    if entry is None or not 0.0 < raw < 1.0:
+        return raw  # uncalibrated: the threshold exactly as the card gives it
     return 1.0 / (1.0 + math.exp(-(entry["scale"] * math.log(raw / (1.0 - raw)) + entry["shift"])))
 
 
