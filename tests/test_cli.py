@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from xai_core.labels import PATHOLOGIES
+from xai_core.model import DEFAULT_CARD, read_card
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -24,10 +26,16 @@ def test_explain_writes_an_overlay_per_label_and_a_json(chest_dicom, nih_test_im
     result = _run("explain", str(chest_dicom), str(png), "--out", str(tmp_path), "--labels", "Pneumonia", "Cardiomegaly",
                   "--device", "cpu")
     assert result.returncode == 0, result.stderr
+    calibration = read_card(DEFAULT_CARD)["calibration"]["labels"]
     for image in (chest_dicom, png):
         record = json.loads((tmp_path / f"{image.stem}.json").read_text())
         assert [f["label"] for f in record["findings"]] == list(PATHOLOGIES)
         assert record["image"]["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+        assert record["model"]["probability_calibration"].startswith("Platt scaling per label")
+        for finding in record["findings"]:  # the probability is the card's calibration of the raw logit
+            entry = calibration[finding["label"]]
+            expected = 1 / (1 + math.exp(-(entry["scale"] * finding["logit"] + entry["shift"])))
+            assert finding["probability"] == pytest.approx(expected, abs=1e-5)
         assert all(0.0 <= f["probability"] <= 1.0 for f in record["findings"])
         assert "not for diagnosis" in record["disclaimer"].lower()
         for label in ("Pneumonia", "Cardiomegaly"):

@@ -60,7 +60,7 @@ def record(card_path: Path, section: dict[str, Any], data: str) -> None:
 
 def probabilities(card: dict[str, Any], logits: np.ndarray) -> np.ndarray:
     """(..., 14) raw logits -> probabilities, calibrated where the card holds a calibration."""
-    scale, shift = _parameters(card, len(PATHOLOGIES))
+    scale, shift = _parameters(card)
     return (1.0 / (1.0 + np.exp(-(scale * np.asarray(logits, dtype=np.float64) + shift)))).astype(np.float32)
 
 
@@ -72,9 +72,8 @@ def threshold(card: dict[str, Any], label: str, raw: float) -> float:
     return 1.0 / (1.0 + math.exp(-(entry["scale"] * math.log(raw / (1.0 - raw)) + entry["shift"])))
 
 
-def _parameters(card: dict[str, Any], count: int) -> tuple[np.ndarray, np.ndarray]:
+def _parameters(card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     given = card.get("calibration", {}).get("labels", {})
-    labels = card.get("labels", PATHOLOGIES)[:count]
-    scale = np.array([given.get(label, {}).get("scale", 1.0) for label in labels])
-    shift = np.array([given.get(label, {}).get("shift", 0.0) for label in labels])
+    scale = np.array([given.get(label, {}).get("scale", 1.0) for label in PATHOLOGIES])
+    shift = np.array([given.get(label, {}).get("shift", 0.0) for label in PATHOLOGIES])
     return scale, shift

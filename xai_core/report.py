@@ -23,12 +23,14 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
         {
             "label": label,
             "probability": round(float(probability), 6),
+            "logit": round(float(logit), 6),
             "threshold": thresholds[label],
             "above_threshold": bool(probability >= thresholds[label]),
             "validation": status[label],
             "attention_strength": round(explanation.strength(label), 6),
         }
-        for label, probability in zip(explanation.labels, explanation.probabilities, strict=True)
+        for label, probability, logit in zip(explanation.labels, explanation.probabilities, explanation.logits,
+                                             strict=True)
     ]
     return {
         "disclaimer": DISCLAIMER,
@@ -37,6 +39,7 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
             "weights_sha256": model.card.get("weights_sha256"),
             "architecture": model.card.get("architecture"),
             "input_size": model.input_spec.size,
+            "probability_calibration": _calibration(model.card),
         },
         "image": {"sha256": xray.sha256, "metadata": xray.metadata.as_dict(), "notices": list(xray.notices)},
         "out_of_distribution": {
@@ -47,3 +50,9 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
         "findings": findings,
         "settings": settings,
     }
+
+
+def _calibration(card: dict[str, Any]) -> str | None:
+    """How the probabilities relate to the logits: the card's calibration, or None for the plain sigmoid."""
+    section = card.get("calibration")
+    return None if section is None else f"{section['method']}; fitted on {section['data']}, {section['images']} images"
