@@ -93,7 +93,7 @@ def _fit_ood(args: argparse.Namespace) -> None:
 def _calibrate(args: argparse.Namespace) -> None:
     from . import calibration
     from .data import read_label_csv
-    from .model import load_model
+    from .model import load_model, update_card
 
     if args.split == "test":
         raise SystemExit("Calibrating on the test split would flatter its figures: use the validation split.")
@@ -102,7 +102,7 @@ def _calibrate(args: argparse.Namespace) -> None:
     if not cases:
         raise SystemExit(f"No images of split '{args.split}' in {args.labels}.")
     section = calibration.fit(load_model(card_path, device=args.device), cases)
-    calibration.record(card_path, section, f"{Path(args.labels).name}, split {args.split}")
+    update_card(card_path, calibration={**section, "data": f"{Path(args.labels).name}, split {args.split}"})
     print(json.dumps(section, indent=2))
 
 

@@ -13,9 +13,7 @@ subset Pneumonia is 26% of `val` and 51% of `test`.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,12 +48,6 @@ def fit(model, cases: list[Case]) -> dict[str, Any]:
     return {"method": "Platt scaling per label: p = sigmoid(scale * logit + shift), log loss with a small "
                       "penalty towards the identity (stats.fit_platt)",
             "images": len(logits), "labels": labels}
-
-
-def record(card_path: Path, section: dict[str, Any], data: str) -> None:
-    card = json.loads(Path(card_path).read_text(encoding="utf-8"))
-    card["calibration"] = {**section, "data": data}
-    Path(card_path).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
 def probabilities(card: dict[str, Any], logits: np.ndarray) -> np.ndarray:

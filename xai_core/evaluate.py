@@ -12,7 +12,6 @@ only figures above the average map's say it found this image's finding.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .errors import XRayError
 from .explain import explain, normalized_cam
 from .imaging import read_xray
 from .labels import PATHOLOGIES
-from .model import load_model, read_card
+from .model import load_model, read_card, update_card
 from .stats import auroc, bootstrap_auroc_ci, expected_calibration_error, sensitivity_specificity
 
 # Labels with fewer positives than this in the evaluated data are reported but
@@ -171,10 +170,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
     """Store a report in the model card's `metrics` under name; validation status follows the NIH test report."""
-    card = read_card(card_path)
-    card.setdefault("metrics", {})[name] = report
+    sections: dict[str, Any] = {"metrics": {**read_card(card_path).get("metrics", {}), name: report}}
     if name == "nih_test":
-        card["validation"] = {
+        sections["validation"] = {
             label: {
                 "status": (f"validated ({m['positives']} test positives)" if m["validated"]
                            else f"not validated: {m['positives']} positives in the test set (< {MIN_POSITIVES_TO_VALIDATE})"),
@@ -182,4 +180,4 @@ def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
             }
             for label, m in report["labels"].items()
         }
-    Path(card_path).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    update_card(card_path, **sections)

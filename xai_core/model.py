@@ -217,6 +217,14 @@ def load_model(card_path: str | os.PathLike | None = None, device: str | torch.d
                      feature_distribution=ood.load(card, card_path))
 
 
+def update_card(card_path: str | os.PathLike, **sections: Any) -> dict[str, Any]:
+    """Set top-level sections of a model card on disk (its weights and their digest untouched); return the card."""
+    card = read_card(card_path)
+    card.update(sections)
+    Path(card_path).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
 def save_checkpoint(
     network: nn.Module, card: dict[str, Any], card_path: str | os.PathLike, *, dtype: str = "float16"
 ) -> dict[str, Any]:

@@ -26,7 +26,6 @@ checksummed in the model card, like the weights themselves.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +154,7 @@ def load(card: dict, card_path: Path) -> FeatureDistribution | None:
 
 def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dict:
     """Fit on training images, set the threshold on validation images, record both in the model card."""
+    from .model import update_card  # model imports this module
     distribution = fit(pooled_features(model, train, "training features"))
     features = pooled_features(model, val, "validation features")
     distances = np.array([distribution.distance({name: block[index] for name, block in features.items()})
@@ -162,8 +162,7 @@ def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dic
     threshold = float(np.quantile(distances, 1 - FALSE_ALARM_RATE))
     card_path = Path(card_path)
     stats_path = card_path.with_name(card_path.stem + "_ood.safetensors")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    card["out_of_distribution"] = {
+    section = {
         "method": f"root of the summed squared Mahalanobis distances of the unit-length pooled {' and '.join(BLOCKS)} "
         f"features, each under a PPCA ({COMPONENTS} components) of the training images' features",
         "blocks": list(BLOCKS),
@@ -174,5 +173,5 @@ def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dic
         "fitted_on_images": len(train),
         "validation_images": len(val),
     }
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    return card["out_of_distribution"]
+    update_card(card_path, out_of_distribution=section)
+    return section
