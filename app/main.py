@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run a
 from xai_core.errors import XRayError  # noqa: E402
 from xai_core.explain import Explanation, explain, saliency  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray, with_window  # noqa: E402
-from xai_core.labels import display_name  # noqa: E402
+from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
 from xai_core.model import XRayModel, load_model  # noqa: E402
 from xai_core.overlay import (  # noqa: E402
     COLORMAPS,
@@ -52,10 +52,14 @@ FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 Window = tuple[float, float] | None  # (level, width) chosen by the user; None: the file's own window
 CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
 APP = Path(__file__).resolve().parent
-# The image panes are a small browser component: a new map swaps one picture in place (no chart redrawn,
-# the zoom kept). Its classes carry a cxr- prefix, so its styles can live in the page's own DOM.
+# The image panes and the findings table are small browser components: a new map swaps one picture in place
+# (no chart redrawn, the zoom kept) and refills the table's 14 rows. Their classes carry a cxr- prefix, so their
+# styles can live in the page's own DOM.
 IMAGE_PAIR = st.components.v2.component("chest_xray_viewer.image_pair", css=(APP / "image_pair.css").read_text(),
                                         js=(APP / "image_pair.js").read_text(), isolate_styles=False)
+PATHOLOGY_TABLE = st.components.v2.component("chest_xray_viewer.pathology_table",
+                                             css=(APP / "pathology_table.css").read_text(),
+                                             js=(APP / "pathology_table.js").read_text(), isolate_styles=False)
 # The operator's log: model loading only, never anything from an image. Its own handler, because
 # .streamlit/config.toml keeps Streamlit's loggers at warning.
 log = logging.getLogger("chest_xray_viewer")
@@ -147,17 +151,10 @@ def _keep_image(name: str, data: bytes) -> None:
     st.session_state["image"] = (name, data, hashlib.sha256(data).hexdigest())
 
 
-def _show_table_row(table_key: str, order: list[str]) -> None:
-    rows = st.session_state[table_key]["selection"]["rows"]
-    if rows:
-        st.session_state["pathology"] = order[rows[0]]  # the table already shows the tick: it is kept as it is
-    else:
-        _redraw_table()  # the user unticked the shown row: a fresh table ticks it again
-
-
-def _redraw_table() -> None:
-    """A fresh table next time, ticked on the pathology shown (a table's selection is set only when it is created)."""
-    st.session_state["table_version"] = st.session_state.get("table_version", 0) + 1
+def _pick_from_table() -> None:
+    picked = st.session_state["pathology_table"].get("picked")
+    if picked in PATHOLOGIES:
+        st.session_state["pathology"] = picked
 
 
 def _reset_window(image_sha256: str) -> None:
@@ -271,36 +268,25 @@ def _readable(value: object) -> str:
     return str(value)
 
 
-def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str, key: str) -> None:
-    """All 14 pathologies by probability; ticking a row shows that pathology's map."""
+def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str) -> None:
+    """All 14 pathologies by probability (app/pathology_table.js); pressing a row shows that pathology's map."""
     thresholds, status = model.thresholds(), model.validation_status()
-    rows = {
-        "Pathology": [display_name(name) for name in order],
-        "Probability": [explanation.probability(name) for name in order],
-        "▲": ["▲" if explanation.probability(name) >= thresholds[name] else "" for name in order],
-        "Validated": ["yes" if status[name].startswith("validated") else "no" for name in order],
-    }
-    st.dataframe(
-        rows,
-        hide_index=True,
-        row_height=30,
-        height=30 * (len(order) + 1) + 2,
-        key=key,
-        on_select=partial(_show_table_row, key, order),
-        selection_mode="single-row",
-        selection_default={"selection": {"rows": [order.index(label)]}},
-        column_config={
-            "Pathology": st.column_config.TextColumn(width=122),
-            "Probability": st.column_config.ProgressColumn(
-                min_value=0.0, max_value=1.0, format="%.2f", width=96, color="blue",  # calm: red would read as alarm
-                help=("Calibrated on validation films (model card): of the films given about this value there, about "
-                      "this share had the finding. Where the finding is commoner or rarer, so is the share."
-                      if "calibration" in model.card else "Not calibrated: read it as a ranking, not a risk.")),
-            "▲": st.column_config.TextColumn(width=26, help="At or above its operating threshold (model card)"),
-            "Validated": st.column_config.TextColumn(
-                width=72, help="Whether the held-out test split had enough positives to validate it (model card)"),
-        },
-    )
+    probability_help = ("Calibrated on validation films (model card): of the films given about this value there, "
+                        "about this share had the finding. Where the finding is commoner or rarer, so is the share."
+                        if "calibration" in model.card else "Not calibrated: read it as a ranking, not a risk.")
+    PATHOLOGY_TABLE(key="pathology_table", on_picked_change=_pick_from_table, data={
+        "columns": [
+            {"title": "Pathology", "className": "cxr-name"},
+            {"title": "Probability", "className": "cxr-probability", "help": probability_help},
+            {"title": "▲", "className": "cxr-above", "help": "At or above its operating threshold (model card)"},
+            {"title": "Validated", "className": "cxr-validated",
+             "help": "Whether the held-out test split had enough positives to validate it (model card)"},
+        ],
+        "rows": [{"label": name, "name": display_name(name), "probability": explanation.probability(name),
+                  "above": explanation.probability(name) >= thresholds[name],
+                  "validated": status[name].startswith("validated")} for name in order],
+        "shown": label,
+    })
 
 
 def pathology_summary(model: XRayModel, explanation: Explanation, label: str) -> None:
@@ -462,10 +448,9 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
     record = explanation_record(model, xray, explanation,
                                 {**settings, "pathology_shown": label, "window": list(window) if window else None})
     with findings:
-        table_key = f"pathology_table_{st.session_state.get('table_version', 0)}_{xray.sha256}_{window}"
-        probability_table(model, explanation, order, label, table_key)
-        st.caption("Tick a row, or pick below, to see where the model looked for that pathology.")
-        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology", on_change=_redraw_table)
+        probability_table(model, explanation, order, label)
+        st.caption("Press a row, or pick below, to see where the model looked for that pathology.")
+        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
         pathology_summary(model, explanation, label)
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,

@@ -24,10 +24,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
-    """(url, process) of `streamlit run app/main.py` on a free loopback port; stopped on exit."""
+def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120,
+                   script: Path = ROOT / "app" / "main.py") -> Iterator[tuple[str, subprocess.Popen]]:
+    """(url, process) of `streamlit run app/main.py` (or another script) on a free loopback port; stopped on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.port", str(port),
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -82,8 +83,7 @@ def open_sample(page, timeout_ms: int = 180_000) -> None:
     page.get_by_role("button", name="Open sample").click(timeout=timeout_ms)  # the first page loads the model
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
     page.locator(f"{OVERLAY_IMAGE}[src]").wait_for(timeout=timeout_ms)
-    # The table's rows are its hidden accessibility grid: present, never 'visible'.
-    page.locator("[data-testid='stDataFrame'] [role='row']").nth(14).wait_for(state="attached", timeout=timeout_ms)
+    page.locator(FINDING_ROWS).nth(13).wait_for(timeout=timeout_ms)
 
 
 def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
@@ -96,6 +96,8 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
     )
 
 
+# The findings table's rows (app/pathology_table.js), most probable first; the one shown is aria-selected.
+FINDING_ROWS = ".cxr-findings tbody tr"
 # The image panes (app/image_pair.js): the radiograph, then the overlay.
 PANE_IMAGES = ".cxr-pair .cxr-view img"
 OVERLAY_IMAGE = ".cxr-pair [data-pane='overlay'] img"

@@ -1,6 +1,6 @@
 """Page flows of the viewer with Streamlit's AppTest, on the checkpoint the viewer loads by default and real images.
 
-AppTest cannot tick a row of st.dataframe (its callback does not fire), so the table
+AppTest cannot press a row of the findings table (a browser component), so the table
 click is covered in test_browser.py; here the pathology is picked with the selectbox
 that the table keeps in step with.
 """
@@ -20,6 +20,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from xai_core import calibration
 from xai_core.labels import PATHOLOGIES, display_name
 from xai_core.model import DEFAULT_CARD, default_card, read_card
 
@@ -85,15 +86,20 @@ def _assert_fine(at: AppTest) -> None:
     assert [error.value for error in at.error] == []
 
 
-def _label(shown: str) -> str:
-    """The label behind a pathology's display name."""
-    return next(label for label in PATHOLOGIES if display_name(label) == shown)
+def _component(at: AppTest, name: str) -> dict | None:
+    """What the page gives one of its browser components (app/NAME.js), or None when it is not drawn."""
+    drawn = [element for element in at.get("bidi_component")
+             if element.proto.component_name == f"chest_xray_viewer.{name}"]
+    return json.loads(drawn[0].proto.json) if drawn else None
 
 
 def _image_pair(at: AppTest) -> dict | None:
-    """What the page gives the image panes (app/image_pair.js), or None when they are not drawn."""
-    panes = at.get("bidi_component")
-    return json.loads(panes[0].proto.json) if panes else None
+    return _component(at, "image_pair")
+
+
+def _findings(at: AppTest) -> list[dict]:
+    """The findings table's rows, as the page gives them (app/pathology_table.js)."""
+    return _component(at, "pathology_table")["rows"]
 
 
 def _overlay(at: AppTest) -> tuple[str, str]:
@@ -119,19 +125,25 @@ def test_first_page_offers_the_sample_and_says_not_for_diagnosis():
 def test_the_first_screen_button_opens_the_sample(forward_passes, chest_dicom):
     at = _press(_page(), "Open the sample radiograph")
     _assert_fine(at)
-    assert len(at.dataframe[0].value) == 14
+    assert len(_findings(at)) == 14
     assert forward_passes == [hashlib.sha256(chest_dicom.read_bytes()).hexdigest()]
 
 
 def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forward_passes):
     at = _opened_sample()
-    table = at.dataframe[0].value
-    assert sorted(map(_label, table["Pathology"])) == sorted(PATHOLOGIES)
-    probabilities = table["Probability"].tolist()
+    rows, card = _findings(at), read_card(DEFAULT_CARD)
+    assert sorted(row["label"] for row in rows) == sorted(PATHOLOGIES)
+    assert all(row["name"] == display_name(row["label"]) for row in rows)
+    probabilities = [row["probability"] for row in rows]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert set(table["Validated"]) <= {"yes", "no"} and set(table["▲"]) <= {"▲", ""}
-    top = _label(table["Pathology"][0])
+    for row in rows:
+        label = row["label"]
+        threshold = calibration.threshold(card, label, card["thresholds"][label])  # on the probabilities' scale
+        assert row["above"] == (row["probability"] >= threshold), row
+        assert row["validated"] == card["validation"][label]["status"].startswith("validated"), row
+    top = rows[0]["label"]
     assert at.selectbox(key="pathology").value == top  # a new image opens on its most probable finding
+    assert _component(at, "pathology_table")["shown"] == top
     title, _ = _overlay(at)
     assert title == f"{display_name(top)} · Grad-CAM++"
     panes = _image_pair(at)
@@ -173,11 +185,12 @@ def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes(forward_
 def test_toggling_pathology_and_overlays_never_repeats_the_forward_pass(forward_passes):
     at = _opened_sample()
     _, overlay = _overlay(at)
-    other = _label(at.dataframe[0].value["Pathology"][5])
+    other = _findings(at)[5]["label"]
     at.selectbox(key="pathology").set_value(other).run()
     _assert_fine(at)
     title, changed = _overlay(at)
     assert title.startswith(display_name(other)) and changed != overlay
+    assert _component(at, "pathology_table")["shown"] == other  # the table marks the row of the map shown
     for layers in (["Attention outline"], ["Gradient saliency", "Attention outline"], []):
         at.pills(key="layers").set_value(layers).run()
         _assert_fine(at)
@@ -213,7 +226,7 @@ def test_a_corrupt_upload_shows_its_message_and_the_next_image_works(forward_pas
     assert _image_pair(at) is None and forward_passes == []
     _press(at, "Open sample")
     _assert_fine(at)
-    assert len(at.dataframe[0].value) == 14
+    assert len(_findings(at)) == 14
 
 
 def test_an_unexpected_failure_shows_a_generic_message_only(monkeypatch):
@@ -235,7 +248,7 @@ def test_an_unexpected_failure_shows_a_generic_message_only(monkeypatch):
 def test_an_nih_png_upload_is_explained_and_its_file_name_never_shown(forward_passes, nih_test_images):
     at = _upload(_page(), "Doe_Jane_MRN7731.png", nih_test_images[0].read_bytes())
     _assert_fine(at)
-    assert len(at.dataframe[0].value) == 14 and len(forward_passes) == 1
+    assert len(_findings(at)) == 14 and len(forward_passes) == 1
     assert "Doe" not in _page_text(at) and "MRN" not in _page_text(at)
     assert any(caption.value.startswith("Showing: Uploaded image · PNG") for caption in at.caption)
     assert not [slider for slider in at.slider if slider.label.startswith("Window")]  # no window for PNG
@@ -280,6 +293,6 @@ def test_the_out_of_distribution_caution(dicom_file):
     at = _upload(_page(), "knee.dcm", dicom_file("RG3_UNCI.dcm").read_bytes())
     _assert_fine(at)
     assert any("does not look like the frontal chest radiographs" in warning.value for warning in at.warning)
-    assert len(at.dataframe[0].value) == 14  # the result is still shown
+    assert len(_findings(at)) == 14  # the result is still shown
     _press(at, "Open sample")
     assert not any("does not look like" in warning.value for warning in at.warning)

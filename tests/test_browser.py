@@ -13,6 +13,7 @@ import pytest
 
 from browser_support import (
     CHROMIUM,
+    FINDING_ROWS,
     OVERLAY_IMAGE,
     PANE_IMAGES,
     launch_chromium,
@@ -29,9 +30,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-ROW_HEIGHT = 30  # the probability table's row height in app/main.py
-
 
 @pytest.fixture(scope="module")
 def page():
@@ -66,7 +64,7 @@ def _download(page, button: str):
 def test_sample_shows_14_probabilities_and_the_overlay(page):
     open_sample(page)
     wait_until_idle(page)
-    assert page.locator("[data-testid='stDataFrame'] [role='row']").count() == 15  # header + 14 pathologies
+    assert page.locator(FINDING_ROWS).count() == 14
     assert page.get_by_text("Research and education use only").is_visible()
     version = json.loads(default_card().read_text())["model_version"]
     assert page.get_by_text(f"Model {version}").is_visible()
@@ -75,53 +73,52 @@ def test_sample_shows_14_probabilities_and_the_overlay(page):
     assert _problems(page) == []
 
 
-def test_ticking_a_table_row_shows_that_pathology(page):
-    row = 4  # the fifth most probable
-    name = page.locator("[data-testid='stDataFrame'] [role='row']").nth(row + 1).locator("[role='gridcell']").first
-    name = name.inner_text()
+def _row_names(page) -> list[str]:
+    return page.locator(f"{FINDING_ROWS} .cxr-name").all_inner_texts()
+
+
+def _marked(page) -> list[str]:
+    """The pathologies whose rows the table marks as shown."""
+    return page.locator(f"{FINDING_ROWS}[aria-selected='true'] .cxr-name").all_inner_texts()
+
+
+def test_pressing_a_table_row_shows_that_pathology(page):
+    name = _row_names(page)[4]  # the fifth most probable
     assert _shown(page) != name
-    table = page.locator("[data-testid='stDataFrame']").bounding_box()
-    page.mouse.click(table["x"] + 16, table["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)  # its tick box
+    page.locator(FINDING_ROWS).nth(4).click()
     wait_until_idle(page)
-    assert _shown(page) == name
+    assert _shown(page) == name and _marked(page) == [name]
     assert _overlay_title(page).startswith(name)
     assert page.get_by_text(f"Raw attention strength for {name}").is_visible()
+    page.locator(FINDING_ROWS).nth(4).click()  # pressing the row shown again keeps it shown
+    wait_until_idle(page)
+    assert _shown(page) == name and _marked(page) == [name]
 
 
-def _ticked(page, expected: str) -> list[str]:
-    """The ticked rows' pathologies, once the table shows `expected` ticked or after 10 s.
-
-    A fresh table fills its rows a moment after the page has otherwise settled.
-    """
-    rows = "[data-testid='stDataFrame'] [role='row'][aria-selected='true']"
-    script = f"""() => [...document.querySelectorAll("{rows}")]
-        .map(row => row.querySelector("[role='gridcell']").innerText)"""
-    try:
-        page.wait_for_function(f"(expected) => JSON.stringify(({script})()) === JSON.stringify([expected])",
-                               arg=expected, timeout=10_000)
-    except playwright_api.TimeoutError:
-        pass
-    return page.evaluate(script)
-
-
-def test_the_table_tick_follows_the_pathology_shown(page):
+def test_the_table_is_used_from_the_keyboard(page):
+    names = _row_names(page)
     shown = _shown(page)
-    assert _ticked(page, shown) == [shown]
+    page.locator(f"{FINDING_ROWS}[aria-selected='true']").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+    following = names[names.index(shown) + 1]
+    assert _shown(page) == following and _marked(page) == [following]
+    assert _overlay_title(page).startswith(following)
+
+
+def test_the_table_marks_the_pathology_picked_below_it(page):
+    shown = _shown(page)
+    assert _marked(page) == [shown]
     other = "Edema" if shown != "Edema" else "Hernia"
     page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
     page.get_by_role("option", name=other).click()
     wait_until_idle(page)
-    assert _ticked(page, other) == [other]
-    rows = page.locator("[data-testid='stDataFrame'] [role='row']")
-    names = [rows.nth(index).locator("[role='gridcell']").first.inner_text() for index in range(1, rows.count())]
-    table = page.locator("[data-testid='stDataFrame']").bounding_box()
-    tick = (table["x"] + 16, table["y"] + ROW_HEIGHT * (names.index(other) + 1) + ROW_HEIGHT / 2)
-    page.mouse.click(*tick)  # unticking the shown row keeps it shown and ticked
-    wait_until_idle(page)
-    assert _shown(page) == other and _ticked(page, other) == [other]
+    assert _marked(page) == [other]
     page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
     page.get_by_role("option", name=shown).click()
     wait_until_idle(page)
+    assert _marked(page) == [shown]
 
 
 def test_hovering_the_overlay_gives_the_attention_there(page):
@@ -203,4 +200,4 @@ def test_a_corrupt_upload_shows_its_message_and_the_app_keeps_working(page, tmp_
     open_sample(page)
     wait_until_idle(page)
     assert _problems(page) == []
-    assert page.locator("[data-testid='stDataFrame'] [role='row']").count() == 15
+    assert page.locator(FINDING_ROWS).count() == 14

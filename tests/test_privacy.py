@@ -75,10 +75,13 @@ def test_a_session_writes_no_image_bytes_and_shows_no_identifier(identified_dico
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     at.file_uploader[0].upload("patient.dcm", identified_dicom, "application/dicom").run()
-    assert not at.exception and len(at.dataframe[0].value) == 14
+    components = {element.proto.component_name: json.loads(element.proto.json) for element in at.get("bidi_component")}
+    table, panes = components["chest_xray_viewer.pathology_table"], components["chest_xray_viewer.image_pair"]
+    assert not at.exception and len(table["rows"]) == 14
     at.expander[0]  # the metadata panel is rendered
     page_text = "\n".join(str(element.value) for kind in ("markdown", "caption", "table", "error", "warning", "info")
                           for element in getattr(at, kind) if hasattr(element, "value"))
+    page_text += "\n" + json.dumps(table) + "\n" + "\n".join(panes["captions"])  # the components' words
     captured = capsys.readouterr()
     for value in IDENTIFIERS.values():
         for part in value.split("^"):
