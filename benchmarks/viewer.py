@@ -3,9 +3,11 @@
 Starts the app on loopback, drives Debian's Chromium with Playwright and prints:
 time from opening the page to the first heatmap drawn on the bundled sample (model
 already loaded by a first visit; in a fresh browser profile and with the page's
-scripts cached), time from a pathology toggle and from an overlay switch to the
-new overlay in the page, and the server's resident memory with 1 and with 8 concurrent sessions,
-each on a different image (NIH images from ../shared/data when present).
+scripts cached), time from a pathology toggle (pressing a row of the findings table) and from
+an overlay switch to the new overlay in the page, and the server's resident memory with 1 and with 8 concurrent sessions,
+each on a different image (NIH images from ../shared/data when present). As a reference in the same
+run, the time a bare Streamlit page (benchmarks/bare_streamlit_page.py: the welcome page's heading and
+button, nothing else) takes to become ready: Streamlit's own floor on this machine.
 
 Times are taken in the page, on its own clock: from the navigation's start or the
 mouse press to the overlay picture's load event (decoded, drawn at the next frame),
@@ -19,11 +21,12 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from browser_support import (  # noqa: E402
+    FINDING_ROWS,
     NEW_OVERLAY_SETTLED,
+    ROOT,
     launch_chromium,
     open_sample,
     overlay_source,
@@ -83,7 +86,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     args = parser.parse_args()
 
-    with running_viewer() as (url, process), sync_playwright() as playwright:
+    with (running_viewer() as (url, process), running_viewer(script=ROOT / "benchmarks" / "bare_streamlit_page.py")
+          as (reference_url, _reference), sync_playwright() as playwright):
         browser = launch_chromium(playwright)
         warm = browser.new_page()
         warm.goto(url)
@@ -112,8 +116,14 @@ def main() -> None:
             wait_until_idle(page)
             return press_to_overlay_seconds(page)
 
+        def ready_seconds(page) -> float:
+            """From the navigation's start to pressing the button, as soon as it can be pressed."""
+            page.goto(reference_url)
+            page.get_by_role("button", name="Open the sample").click()
+            return page.evaluate("window.__viewerTimes.presses[0]") / 1000
+
         first_heatmap, first_heatmap_cached, click_to_heatmap, toggles, switches, settled = [], [], [], [], [], []
-        ready, ready_cached = [], []
+        ready, ready_cached, reference_ready, reference_ready_cached = [], [], [], []
         labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
         for repeat in range(args.repeats):
             # A fresh browser profile (nothing cached), then more tabs of the same one, one at a time (the
@@ -133,14 +143,20 @@ def main() -> None:
             first_heatmap_cached.append(heatmap_ms / 1000)
             ready_cached.append(ready_ms / 1000)
 
-            # The picker's list is opened first: the timing starts with the choice itself.
-            page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
-            option = page.get_by_role("option", name=labels[repeat % len(labels)])
-            toggle, toggle_settled = timed_redraw(option.click, page)
+            row = page.locator(f"{FINDING_ROWS}[data-label='{labels[repeat % len(labels)]}']")
+            toggle, toggle_settled = timed_redraw(row.click, page)
             switch, switch_settled = timed_redraw(page.get_by_role("button", name="Attention outline").click, page)
             toggles.append(toggle)
             switches.append(switch)
             settled.extend([toggle_settled, switch_settled])
+            context.close()
+
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.add_init_script(PAGE_CLOCK)
+            for times in (reference_ready, reference_ready_cached):  # a fresh profile, then scripts cached
+                single = context.new_page()
+                times.append(ready_seconds(single))
+                single.close()
             context.close()
         one_session = rss_mb(process.pid)
 
@@ -172,9 +188,15 @@ def main() -> None:
     print(line("open page → first heatmap (sample), page scripts cached", first_heatmap_cached, "≤ 2 s"))
     print(line("… of which open page → Open sample pressed (page ready)", ready_cached, "–"))
     print(line("Open sample → first heatmap, page open 4 s before, scripts cached", click_to_heatmap, "–"))
-    print(line("pathology toggle", toggles, "≤ 0.3 s"))
+    print(line("pathology toggle (a table row pressed)", toggles, "≤ 0.3 s"))
     print(line("overlay switch", switches, "≤ 0.3 s"))
     print(line("toggle or switch → whole page redrawn (table, picker, downloads)", settled, "–"))
+    print(line("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"))
+    print(line("reference: bare Streamlit page → button pressed (ready), page scripts cached",
+               reference_ready_cached, "–"))
+    print(f"\npage ready, viewer / bare Streamlit page (medians): "
+          f"{statistics.median(ready) / statistics.median(reference_ready):.2f} × new profile, "
+          f"{statistics.median(ready_cached) / statistics.median(reference_ready_cached):.2f} × scripts cached")
     extra = (many_sessions - one_session) / max(args.sessions - 1, 1)
     print(f"\nserver RSS: {one_session:.0f} MB after the timed sessions, {many_sessions:.0f} MB with "
           f"{args.sessions} more concurrent sessions on different images: {extra:.0f} MB per extra session "
