@@ -136,7 +136,7 @@ def test_evidence_on_negatives_counts_positive_evidence_where_the_label_is_known
     features[1, 1] = 1.0  # image 1: channel 1 everywhere
     # evidence per (image, label), the map's mean: [[2*8/16, 0.5*8/16], [0, 1]] (negative weights do not count)
     targets = torch.tensor([[0.0, float("nan")], [1.0, 0.0]])  # known negatives: (0, label 0) and (1, label 1)
-    assert float(evidence_on_negatives(features, head, targets)) == pytest.approx((1.0 + 1.0) / 2)
+    assert evidence_on_negatives(features, head, targets).item() == pytest.approx((1.0 + 1.0) / 2)
     features.requires_grad_(True)
     evidence_on_negatives(features, head, torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]])).backward()
     assert float(features.grad.abs().sum()) == 0.0  # no known negative, nothing to push
