@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 
-from xai_core.evaluate import evaluate_dataset
+from xai_core.evaluate import evaluate_dataset, map_resemblance
+from xai_core.labels import PATHOLOGIES
 
 
 def _write(path, rows):
@@ -33,6 +35,7 @@ def test_average_map_of_one_image_is_that_images_map(shared_data, tmp_path):
     figures = report["alignment"]["all"]
     for key in ("pointing_hit", "iou", "iobb", "energy_inside"):
         assert figures["average_map"][key] == pytest.approx(figures["model"][key], abs=1e-4), key
+    assert report["map_resemblance"]["median"] == pytest.approx(1.0, abs=1e-5)  # its map is the average map
 
 
 def test_average_map_differs_from_each_images_map(shared_data, tmp_path):
@@ -47,3 +50,20 @@ def test_average_map_differs_from_each_images_map(shared_data, tmp_path):
     figures = report["alignment"]["all"]
     assert figures["average_map"]["n"] == figures["model"]["n"] == sum(row["image"] in images for row in boxes)
     assert figures["average_map"]["energy_inside"] != pytest.approx(figures["model"]["energy_inside"], abs=1e-4)
+    resemblance = report["map_resemblance"]
+    assert -1.0 <= min(resemblance["per_label"].values()) and resemblance["median"] < 0.999
+
+
+def test_map_resemblance_is_the_correlation_with_the_average_map():
+    rng = np.random.default_rng(0)
+    maps = rng.random((5, len(PATHOLOGIES), 7, 7))
+    maps[:, :, 0, 0] += 3.0 * np.arange(5)[:, None]  # one corner grows from image to image
+    maps[2, 4] = 0.5  # a flat map: no correlation defined, left out of the medians
+    average = maps.mean(axis=0)
+    figures = map_resemblance(maps, average)
+    for index, label in enumerate(PATHOLOGIES):
+        expected = [np.corrcoef(maps[image, index].ravel(), average[index].ravel())[0, 1]
+                    for image in range(5) if not (image == 2 and index == 4)]
+        assert figures["per_label"][label] == pytest.approx(np.median(expected), abs=1e-4), label
+    same = map_resemblance(np.repeat(average[None], 3, axis=0), average)
+    assert same["median"] == pytest.approx(1.0) and set(same["per_label"].values()) == {1.0}

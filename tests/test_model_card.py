@@ -38,6 +38,7 @@ def test_nih_test_figures_are_reproduced(nih_test_report):
     _assert_same(recorded["labels"], nih_test_report["labels"], "labels")
     _assert_same(recorded["alignment"]["all"], nih_test_report["alignment"]["all"], "alignment")
     _assert_same(recorded["alignment"]["per_finding"], nih_test_report["alignment"]["per_finding"], "per_finding")
+    _assert_same(recorded["map_resemblance"], nih_test_report["map_resemblance"], "map_resemblance")
     assert recorded["data"]["n"] == nih_test_report["data"]["n"] == 318
     assert recorded["alignment"]["all"]["model"]["n"] == 60
 

@@ -8,6 +8,10 @@ and the model's average map for that label over every image evaluated (what it
 shows whatever the image). A model whose maps sit on the same spot of every
 film (say the middle of one lung) beats the random control by position alone;
 only figures above the average map's say it found this image's finding.
+
+Without boxes (any split, validation included) the report still says how far
+the maps follow the image: each map's resemblance to that average map
+(Pearson correlation over the feature grid; 1 = the same map on every film).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def evaluate_dataset(
     alignments: dict[str, list] = {}
     controls: dict[str, list] = {}
     boxed: list[tuple[str, Any, tuple[int, int]]] = []  # (label, box, image shape) for the average-map control
-    map_sum = np.zeros((len(PATHOLOGIES), feature_grid, feature_grid))
+    image_maps = []  # (14, grid, grid) normalised maps of each readable image
     unreadable = []
     for row, case in enumerate(tqdm(cases, desc="evaluating", unit="image")):
         try:
@@ -99,7 +103,7 @@ def evaluate_dataset(
             continue
         explanation = explain(model, xray)
         probabilities[row] = explanation.probabilities
-        map_sum += [normalized_cam(cam, (feature_grid, feature_grid)) for cam in explanation.raw_cams]
+        image_maps.append([normalized_cam(cam, (feature_grid, feature_grid)) for cam in explanation.raw_cams])
         for finding in boxes.get(case.image.name, []):
             heatmap = explanation.normalized_map(finding.label)
             alignments.setdefault(finding.label, []).append(align(heatmap, finding.box, threshold=outline_threshold))
@@ -108,7 +112,10 @@ def evaluate_dataset(
             )
             boxed.append((finding.label, finding.box, heatmap.shape))
     readable = ~np.isnan(probabilities[:, 0])
-    average_maps = map_sum / max(int(readable.sum()), 1)
+    if not image_maps:
+        raise XRayError("None of the images could be read: " + "; ".join(unreadable[:3]))
+    image_maps = np.asarray(image_maps)
+    average_maps = image_maps.mean(axis=0)
     averages: dict[str, list] = {}
     for label, box, shape in boxed:
         averages.setdefault(label, []).append(
@@ -124,6 +131,7 @@ def evaluate_dataset(
         "labels": metrics,
         "mean_auroc_validated": round(float(np.mean(validated)), 4) if validated else None,
         "labels_validated": int(len(validated)),
+        "map_resemblance": map_resemblance(image_maps, average_maps),
     }
     if boxes:
         every = [a for found in alignments.values() for a in found]
@@ -143,6 +151,28 @@ def evaluate_dataset(
     return report
 
 
+def map_resemblance(image_maps: np.ndarray, average_maps: np.ndarray) -> dict[str, Any]:
+    """How much each image's map resembles the model's average map of the same label over the same images.
+
+    image_maps (n, 14, h, w), average_maps (14, h, w), both normalised. Pearson
+    correlation over the grid for every image and label; the medians per label
+    and over all pairs. Near 1: the map is where the model looks on every film,
+    not something this film shows. Needs no boxes, so it can be read on `val`.
+    """
+    centred = image_maps - image_maps.mean(axis=(2, 3), keepdims=True)
+    typical = average_maps - average_maps.mean(axis=(1, 2), keepdims=True)
+    spread = np.sqrt((centred**2).sum(axis=(2, 3)) * (typical**2).sum(axis=(1, 2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = np.where(spread > 0, (centred * typical).sum(axis=(2, 3)) / spread, np.nan)  # (n, 14); flat maps: NaN
+    return {
+        "method": "Pearson correlation over the feature grid between each image's normalised map and the model's "
+                  "average map of the same label over the images evaluated; medians",
+        "median": round(float(np.nanmedian(correlation)), 4),
+        "per_label": {label: round(float(np.nanmedian(correlation[:, index])), 4)
+                      for index, label in enumerate(PATHOLOGIES)},
+    }
+
+
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"model {report['model_version']}  images {report['data']['n']}  split {report['data']['split']}", ""]
     lines.append(f"{'label':<20}{'n':>6}{'pos':>6}{'AUROC':>8}  {'95% CI':<15}{'ECE':>7}{'sens':>7}{'spec':>7}  status")
@@ -155,6 +185,10 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{'-':>8}  {'':<15}{'':>7}{'':>7}{'':>7}  not validated")
     if report.get("mean_auroc_validated") is not None:
         lines.append(f"\nmean AUROC over {report['labels_validated']} validated labels: {report['mean_auroc_validated']:.3f}")
+    resemblance = report["map_resemblance"]
+    lines += ["", f"maps' resemblance to the model's average map (median Pearson r; 1 = the same map on every film): "
+                  f"{resemblance['median']:.2f} over all labels, per label "
+                  f"{min(resemblance['per_label'].values()):.2f}-{max(resemblance['per_label'].values()):.2f}"]
     if "alignment" in report:
         lines += ["", "pointing game and energy inside the box: the model's maps | a random map | the model's average map",
                   f"{'finding':<20}{'boxes':>6}{'pointing':>10}{'random':>8}{'average':>8}{'IoU':>7}{'IoBB':>7}"
