@@ -321,6 +321,9 @@ def map_evidence(model: XRayModel, label: str) -> None:
         sentences.append(f"Map maximum inside the radiologists' box: {hits} of {boxes} ({controls}).")
     else:
         sentences.append("No radiologist boxes for this finding: where its maps point was never checked.")
+    if "map_resemblance" in figures:
+        sentences.append(f"How much its maps change from film to film: median correlation with this model's average "
+                         f"{display_name(label)} map {figures['map_resemblance']:.2f} (1 = the same map on every film).")
     st.caption("NIH test films: " + " ".join(sentences))
 
 

@@ -162,7 +162,7 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     assert len(forward_passes) == 1
 
 
-def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes(forward_passes):
+def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes_and_how_much_they_vary(forward_passes):
     at = _opened_sample()
     card = read_card(DEFAULT_CARD)["metrics"]["nih_test"]
     pneumonia = card["alignment"]["per_finding"]["Pneumonia"]
@@ -175,10 +175,13 @@ def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes(forward_
                    f"random map {pneumonia['random']['pointing_hit']:.0%}",
                    f"average Pneumonia map, the same on every film, {pneumonia['average_map']['pointing_hit']:.0%}"):
         assert figure in line, figure
+    resemblance = card["map_resemblance"]["per_label"]
+    assert f"average Pneumonia map {resemblance['Pneumonia']:.2f} (1 = the same map on every film)" in line
     unboxed = next(label for label in PATHOLOGIES if label not in card["alignment"]["per_finding"])
     at.selectbox(key="pathology").set_value(unboxed).run()
     line = next(caption.value for caption in at.caption if caption.value.startswith("NIH test films"))
     assert "No radiologist boxes for this finding" in line
+    assert f"average {display_name(unboxed)} map {resemblance[unboxed]:.2f}" in line
     assert len(forward_passes) == 1
 
 

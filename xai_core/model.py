@@ -111,13 +111,17 @@ class XRayModel:
         return calibration.probabilities(self.card, logits)
 
     def test_figures(self, label: str) -> dict[str, Any]:
-        """The card's NIH test figures for one label: n, positives, auroc, auroc_ci95, ... and, where
-        radiologists boxed the finding, "alignment" (model, random and average_map figures); {} if none."""
+        """The card's NIH test figures for one label: n, positives, auroc, auroc_ci95, ..., "map_resemblance"
+        (its maps' median correlation with its average map) and, where radiologists boxed the finding,
+        "alignment" (model, random and average_map figures); {} if none."""
         report = self.card.get("metrics", {}).get("nih_test", {})
         figures = dict(report.get("labels", {}).get(label, {}))
         alignment = report.get("alignment", {}).get("per_finding", {}).get(label)
+        resemblance = report.get("map_resemblance", {}).get("per_label", {}).get(label)
         if figures and alignment:
             figures["alignment"] = alignment
+        if figures and resemblance is not None:
+            figures["map_resemblance"] = resemblance
         return figures
 
     def validation_status(self) -> dict[str, str]:
