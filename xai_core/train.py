@@ -55,7 +55,8 @@ LIMITATIONS = [
     "the heatmaps and the alignment figures, which show how often attention falls in the radiologists' boxes.",
     "Anatomical priors kept the training's map evidence on the lung fields (the heart for cardiomegaly): a map there "
     "shows where the model was allowed to look, not that it found the lesion. Read the pointing game against the "
-    "average-map control (the model's mean map, the same for every film), not only against a random map.",
+    "average-map control (the model's mean map, the same for every film), not only against a random map, and the "
+    "map resemblance (each map's correlation with that average map; near 1, the maps barely change from film to film).",
     "Labels with fewer than 10 positives in the NIH test split are not validated.",
     "Inputs are squashed to a square; lateral views, other body parts and non-radiographs are out of distribution.",
 ]
