@@ -17,7 +17,8 @@ from xai_core.model import load_model
 from xai_core.labels import PATHOLOGIES
 from xai_core.model import DEFAULT_CARD, read_card
 from xai_core.train import (
-    ImageBank, TrainConfig, anatomical_priors, augment, evidence_on_negatives, evidence_outside, masked_bce, random_affine, rank_order, thorax_prior,
+    ImageBank, TrainConfig, anatomical_priors, augment, evidence_on_negatives, evidence_outside, map_equivariance,
+    masked_bce, random_affine, rank_order, shifted_by_cells, thorax_prior, warp,
 )
 
 
@@ -140,6 +141,32 @@ def test_evidence_on_negatives_counts_positive_evidence_where_the_label_is_known
     features.requires_grad_(True)
     evidence_on_negatives(features, head, torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]])).backward()
     assert float(features.grad.abs().sum()) == 0.0  # no known negative, nothing to push
+
+
+def test_a_view_shifted_by_cells_moves_the_film_by_whole_cells_of_the_map():
+    generator = torch.Generator().manual_seed(3)
+    film = torch.rand(2, 224, 224, generator=generator)
+    theta = torch.eye(2, 3).repeat(2, 1, 1)
+    view = warp(film, theta, 224)
+    right_down = warp(film, shifted_by_cells(theta, (1, 1), 7), 224)  # cell (x, y) shows the view's (x + 1, y + 1)
+    assert torch.allclose(right_down[:, :-32, :-32], view[:, 32:, 32:], atol=1e-4)
+    left = warp(film, shifted_by_cells(theta, (-1, 0), 7), 224)
+    assert torch.allclose(left[:, :, 32:], view[:, :, :-32], atol=1e-4)
+
+
+def test_map_equivariance_is_zero_for_maps_that_move_with_the_film_and_not_for_a_fixed_spot():
+    head = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 1.0]]))
+    generator = torch.Generator().manual_seed(0)
+    content = torch.rand(4, 3, 8, 8, generator=generator)
+    view, moved = content[:, :, :7, :7], content[:, :, 1:, 1:]  # the second view reads one cell right and down
+    weights = torch.ones(4, 2)
+    assert map_equivariance(view, moved, head, (1, 1), weights).item() == pytest.approx(0.0, abs=1e-6)
+    fixed = torch.zeros(4, 3, 7, 7)
+    fixed[:, 0, 3, 2] = 50.0  # the same bright spot on every view, whatever the film shows
+    assert map_equivariance(fixed + view, fixed + moved, head, (1, 1), weights).item() > 0.2
+    assert map_equivariance(fixed + view, fixed + moved, head, (1, 1), torch.zeros(4, 2)).item() == 0.0
 
 
 def test_per_label_priors_keep_lung_findings_off_the_mediastinum_and_cardiomegaly_on_the_heart():

@@ -87,6 +87,7 @@ class TrainConfig:
     attention_prior: float = 0.0  # weight of the loss on class evidence outside its anatomical prior (NIH images)
     prior_regions: str = "thorax"  # "thorax": one mask for all labels; "per-label": anatomical_priors()
     negative_evidence: float = 0.0  # weight of the loss on a label's positive evidence on images known not to have it
+    equivariance: float = 0.0  # weight of the loss on maps that do not move with the film (a second, shifted view)
     init_from: Path | None = None  # a model card whose weights start the training (fine-tuning)
     seed: int = 0
     validate_every: int = 500
@@ -286,6 +287,41 @@ def evidence_on_negatives(features: torch.Tensor, head: nn.Linear, targets: torc
     return (evidence * negative).sum() / negative.sum().clamp(min=1)
 
 
+# The second view's move for the equivariance loss: one cell of the map in any of the eight directions.
+SHIFTS = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+
+
+def shifted_by_cells(theta: torch.Tensor, cells: tuple[int, int], grid: int) -> torch.Tensor:
+    """The warp theta, read `cells` (dx, dy) feature-grid cells further on: view(theta') at cell (x, y) is
+    view(theta) at cell (x + dx, y + dy), so the film's content moves by whole cells of the map."""
+    offset = torch.tensor(cells, dtype=theta.dtype) * 2.0 / grid  # one cell in affine_grid's [-1, 1] coordinates
+    linear = theta[:, :, :2]
+    return torch.cat([linear, theta[:, :, 2:] + linear @ offset.view(1, 2, 1)], dim=2)
+
+
+def map_equivariance(features: torch.Tensor, shifted: torch.Tensor, head: nn.Linear, cells: tuple[int, int],
+                     weights: torch.Tensor) -> torch.Tensor:
+    """How far each label's map fails to move with the film, in [0, 1] (weighted mean over images and labels).
+
+    features and shifted (N, K, h, w): the last block on a view and on the same view read `cells` further
+    (shifted_by_cells). A map that follows the film's content is the same on the cells both views see,
+    one cell pattern moved; a map that sits on a fixed position of the input (a model's usual spot on
+    every film) is not. The evidence maps sum_k relu(W[c, k]) A_k (what Grad-CAM++ shows for this head) are
+    scaled to unit sum over the shared cells and compared by total variation distance. weights (N, 14).
+    """
+    dx, dy = cells
+    h, w = features.shape[-2:]
+    rows, cols = slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0))
+    rows_shifted, cols_shifted = slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+    positive = head.weight.float().clamp(min=0)
+    first = torch.einsum("nkhw,ck->nchw", features.float()[:, :, rows, cols], positive)
+    second = torch.einsum("nkhw,ck->nchw", shifted.float()[:, :, rows_shifted, cols_shifted], positive)
+    first = first / (first.sum((2, 3), keepdim=True) + 1e-6)
+    second = second / (second.sum((2, 3), keepdim=True) + 1e-6)
+    distance = 0.5 * (first - second).abs().sum((2, 3))
+    return (distance * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the known labels only (NaN targets contribute nothing)."""
     known = ~torch.isnan(targets)
@@ -452,31 +488,44 @@ def run(config: TrainConfig, command: str) -> dict | None:
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
             pixels = train_bank.pixels[indices].to(device).float() / 255.0
             theta = random_affine(len(indices), config, generator)
+            targets, is_nih = train_bank.labels[indices].to(device), train_bank.is_nih[indices].to(device)
+            cells = None
+            if config.equivariance > 0:  # each film twice: the second view moved by whole cells of the map
+                cells = SHIFTS[int(torch.randint(len(SHIFTS), (1,), generator=generator))]
+                theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // 32)])
+                pixels, targets, is_nih = pixels.repeat(2, 1, 1), targets.repeat(2, 1), is_nih.repeat(2)
             inputs = spec.normalise(augment(pixels, theta, config, generator)).contiguous(memory_format=torch.channels_last)
-            targets = train_bank.labels[indices].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             network.train()
             with _autocast(device), captured_output(_unwrap(network).layer4) as features:
                 logits = network(inputs)
             classification = masked_bce(logits, targets, pos_weight)
-            outside = (_prior_loss(features[-1], network, theta, prior, targets, logits, train_bank.is_nih[indices].to(device))
+            outside = (_prior_loss(features[-1], network, theta, prior, targets, logits, is_nih)
                        if config.attention_prior > 0 else torch.zeros((), device=device))
             absent = (evidence_on_negatives(features[-1], _unwrap(network).fc, targets)
                       if config.negative_evidence > 0 else torch.zeros((), device=device))
-            loss = classification + config.attention_prior * outside + config.negative_evidence * absent
+            unmoved = torch.zeros((), device=device)
+            if cells is not None:
+                first, second = features[-1].chunk(2)
+                weights = torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float()).chunk(2)[0]
+                unmoved = map_equivariance(first, second, _unwrap(network).fc, cells, weights)
+            loss = (classification + config.attention_prior * outside + config.negative_evidence * absent
+                    + config.equivariance * unmoved)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             step += 1
             position += 1
-            latest = np.array([float(classification.detach()), float(outside.detach()), float(absent.detach())])
+            latest = np.array([float(classification.detach()), float(outside.detach()), float(absent.detach()),
+                               float(unmoved.detach())])
             loss_average = latest if loss_average is None else 0.98 * loss_average + 0.02 * latest
             if rank == 0 and (step % 20 == 0 or step == config.steps):
                 rate = (step - seen_at_start) * config.batch_size / (time.monotonic() - started)
                 eta = (config.steps - step) * config.batch_size / max(rate, 1e-9)
-                log.info("step %d/%d loss %.4f evidence outside prior %.3f evidence on negatives %.3f lr %.2e "
+                log.info("step %d/%d loss %.4f evidence outside prior %.3f evidence on negatives %.3f "
+                         "maps not moving with the film %.3f lr %.2e "
                          "%.1f img/s eta %.0f min", step,
                          config.steps, *loss_average, learning_rate(step, config), rate, eta / 60)
             if rank == 0 and val_bank is not None and (step % config.validate_every == 0 or step == config.steps):
@@ -617,6 +666,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-evidence", type=float, default=0.0,
                         help="weight of the penalty on a label's positive map evidence on images known not to have it; "
                              "0 = off")
+    parser.add_argument("--equivariance", type=float, default=0.0,
+                        help="weight of the penalty on maps that do not move with the film (each film seen twice, "
+                             "the second time moved by one cell of the map; doubles the cost of a step); 0 = off")
     parser.add_argument("--init-from", type=Path, metavar="MODEL_CARD",
                         help="start from this checkpoint's weights (fine-tuning) instead of random weights")
     parser.add_argument("--seed", type=int, default=0)
