@@ -254,16 +254,26 @@ def positive_weights(labels: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
     return (negatives / positives.clamp(min=1)).clamp(1.0, cap)
 
 
+def positive_evidence(features: torch.Tensor, head: nn.Linear) -> torch.Tensor:
+    """(N, K, h, w) block output -> (N, 14, h, w) maps sum_k relu(W[c, k]) A_k: the part of the pooled linear
+    head that can raise each label's logit, which is what Grad-CAM++ shows for this head."""
+    return torch.einsum("nkhw,ck->nchw", features.float(), head.weight.float().clamp(min=0))
+
+
+def evidence_weights(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N, 14): each label counts by the model's own probability (the evidence it uses), fully where it is a
+    known positive."""
+    return torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float())
+
+
 def evidence_outside(features: torch.Tensor, head: nn.Linear, inside: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted mean fraction of each label's positive evidence that lies outside its mask.
 
-    features (N, K, h, w) from the last block (non-negative after its ReLU);
-    the evidence map of label c is sum_k relu(W[c, k]) A_k, the part of the
-    pooled linear head that can raise c's logit, which is what Grad-CAM++ shows
-    for this head. inside in [0, 1]: (N, h, w), one mask for all labels, or
-    (N, 14, h, w), one per label; weights (N, 14).
+    features (N, K, h, w) from the last block (non-negative after its ReLU),
+    its maps as positive_evidence draws them; inside in [0, 1]: (N, h, w), one
+    mask for all labels, or (N, 14, h, w), one per label; weights (N, 14).
     """
-    evidence = torch.einsum("nkhw,ck->nchw", features.float(), head.weight.float().clamp(min=0))
+    evidence = positive_evidence(features, head)
     if inside.dim() == 3:
         inside = inside.unsqueeze(1)
     outside = (evidence * (1 - inside)).sum((2, 3)) / (evidence.sum((2, 3)) + 1e-6)
@@ -282,7 +292,7 @@ def evidence_on_negatives(features: torch.Tensor, head: nn.Linear, targets: torc
     channels that speak for a label silent on films without it.
     features (N, K, h, w) after the block's ReLU; targets (N, 14), NaN unknown.
     """
-    evidence = torch.einsum("nkhw,ck->nc", features.float(), head.weight.float().clamp(min=0)) / features[0, 0].numel()
+    evidence = positive_evidence(features, head).mean((2, 3))
     negative = (targets == 0).float()
     return (evidence * negative).sum() / negative.sum().clamp(min=1)
 
@@ -306,16 +316,14 @@ def map_equivariance(features: torch.Tensor, shifted: torch.Tensor, head: nn.Lin
     features and shifted (N, K, h, w): the last block on a view and on the same view read `cells` further
     (shifted_by_cells). A map that follows the film's content is the same on the cells both views see,
     one cell pattern moved; a map that sits on a fixed position of the input (a model's usual spot on
-    every film) is not. The evidence maps sum_k relu(W[c, k]) A_k (what Grad-CAM++ shows for this head) are
-    scaled to unit sum over the shared cells and compared by total variation distance. weights (N, 14).
+    every film) is not. The evidence maps (positive_evidence) are scaled to unit sum over the shared cells and compared by total variation distance. weights (N, 14).
     """
     dx, dy = cells
     h, w = features.shape[-2:]
     rows, cols = slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0))
     rows_shifted, cols_shifted = slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0))
-    positive = head.weight.float().clamp(min=0)
-    first = torch.einsum("nkhw,ck->nchw", features.float()[:, :, rows, cols], positive)
-    second = torch.einsum("nkhw,ck->nchw", shifted.float()[:, :, rows_shifted, cols_shifted], positive)
+    first = positive_evidence(features[:, :, rows, cols], head)
+    second = positive_evidence(shifted[:, :, rows_shifted, cols_shifted], head)
     first = first / (first.sum((2, 3), keepdim=True) + 1e-6)
     second = second / (second.sum((2, 3), keepdim=True) + 1e-6)
     distance = 0.5 * (first - second).abs().sum((2, 3))
@@ -508,7 +516,7 @@ def run(config: TrainConfig, command: str) -> dict | None:
             unmoved = torch.zeros((), device=device)
             if cells is not None:
                 first, second = features[-1].chunk(2)
-                weights = torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float()).chunk(2)[0]
+                weights = evidence_weights(logits, targets).chunk(2)[0]
                 unmoved = map_equivariance(first, second, _unwrap(network).fc, cells, weights)
             loss = (classification + config.attention_prior * outside + config.negative_evidence * absent
                     + config.equivariance * unmoved)
@@ -552,16 +560,15 @@ def run(config: TrainConfig, command: str) -> dict | None:
 def _prior_loss(features, network, theta, prior, targets, logits, is_nih) -> torch.Tensor:
     """Evidence outside the anatomical prior (warped like the image), on NIH images only.
 
-    prior: (1 or 14, S, S). Each label counts by the model's own probability (the
-    evidence it uses) and fully where the label is a known positive. Pediatric
-    films are framed differently (arms, abdomen), so the adult prior is not
-    applied to them.
+    prior: (1 or 14, S, S); labels weighted by evidence_weights. Pediatric films
+    are framed differently (arms, abdomen), so the adult prior is not applied
+    to them.
     """
     regions, size = prior.shape[0], prior.shape[-1]
     inside = warp(prior.unsqueeze(0).expand(len(theta), -1, -1, -1).reshape(-1, size, size),
                   theta.repeat_interleave(regions, dim=0), size)
     inside = F.adaptive_avg_pool2d(inside.unsqueeze(1), features.shape[-2:]).reshape(len(theta), regions, *features.shape[-2:])
-    weights = torch.maximum(torch.sigmoid(logits.detach().float()), (targets == 1).float()) * is_nih.float().unsqueeze(1)
+    weights = evidence_weights(logits, targets) * is_nih.float().unsqueeze(1)
     return evidence_outside(features, _unwrap(network).fc, inside, weights)
 
 
