@@ -102,7 +102,8 @@ def main() -> None:
             wait_for_new_overlay(page, None)
             page.wait_for_function("() => window.__viewerTimes.overlays.length > 0")
             wait_until_idle(page)
-            return page.evaluate("[window.__viewerTimes.overlays[0], window.__viewerTimes.presses[0]]")
+            return tuple(ms / 1000 for ms in page.evaluate(
+                "[window.__viewerTimes.overlays[0], window.__viewerTimes.presses[0]]"))
 
         def click_to_first_heatmap_seconds(page, reading_s: float = 4.0) -> float:
             """From pressing Open sample to the heatmap, on a page open for reading_s (a user choosing a file)."""
@@ -122,26 +123,31 @@ def main() -> None:
             page.get_by_role("button", name="Open the sample").click()
             return page.evaluate("window.__viewerTimes.presses[0]") / 1000
 
+        def fresh_profile():
+            """A new browser profile (nothing cached) with the page clock in every tab."""
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.add_init_script(PAGE_CLOCK)
+            return context
+
         first_heatmap, first_heatmap_cached, click_to_heatmap, toggles, switches, settled = [], [], [], [], [], []
         ready, ready_cached, reference_ready, reference_ready_cached = [], [], [], []
         labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
         for repeat in range(args.repeats):
             # A fresh browser profile (nothing cached), then more tabs of the same one, one at a time (the
             # page's scripts in the browser's cache, as for a clinician who has opened the viewer before).
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.add_init_script(PAGE_CLOCK)
+            context = fresh_profile()
             single = context.new_page()  # one tab at a time: a tab in the background is throttled
-            heatmap_ms, ready_ms = first_heatmap_seconds(single)
-            first_heatmap.append(heatmap_ms / 1000)
-            ready.append(ready_ms / 1000)
+            heatmap_s, ready_s = first_heatmap_seconds(single)
+            first_heatmap.append(heatmap_s)
+            ready.append(ready_s)
             single.close()
             single = context.new_page()
             click_to_heatmap.append(click_to_first_heatmap_seconds(single))
             single.close()
             page = context.new_page()
-            heatmap_ms, ready_ms = first_heatmap_seconds(page)
-            first_heatmap_cached.append(heatmap_ms / 1000)
-            ready_cached.append(ready_ms / 1000)
+            heatmap_s, ready_s = first_heatmap_seconds(page)
+            first_heatmap_cached.append(heatmap_s)
+            ready_cached.append(ready_s)
 
             row = page.locator(f"{FINDING_ROWS}[data-label='{labels[repeat % len(labels)]}']")
             toggle, toggle_settled = timed_redraw(row.click, page)
@@ -151,8 +157,7 @@ def main() -> None:
             settled.extend([toggle_settled, switch_settled])
             context.close()
 
-            context = browser.new_context(viewport={"width": 1600, "height": 1000})
-            context.add_init_script(PAGE_CLOCK)
+            context = fresh_profile()
             for times in (reference_ready, reference_ready_cached):  # a fresh profile, then scripts cached
                 single = context.new_page()
                 times.append(ready_seconds(single))
