@@ -29,6 +29,7 @@ class Case:
     source: str  # "nih", "pediatric" or the CSV's name: for balancing and per-source reports
     patient: str = ""
     view: str = ""
+    opacity: float = UNKNOWN  # RSNA's "Lung Opacity" (1/0), a training-only target; NaN elsewhere
 
 
 def _read_rows(csv_path: Path) -> list[dict[str, str]]:
@@ -64,7 +65,8 @@ def read_label_csv(
     Empty cells are unknown; columns that are not pathologies are ignored; NIH's
     "Infiltrate", CheXpert's "Pleural Effusion" and similar aliases are accepted.
     Pathologies without a column are unknown for every image. With splits, only
-    the rows whose `split` column holds one of them are kept.
+    the rows whose `split` column holds one of them are kept. RSNA's labels.csv
+    (class, lung_opacity) is read by RSNA's rule (_rsna_cases).
     """
     csv_path, images_dir = Path(csv_path), Path(images_dir)
     rows = _read_rows(csv_path)
@@ -80,6 +82,8 @@ def read_label_csv(
     if image_column is None:
         raise XRayError(f"{csv_path.name} needs an 'image' column with the image file names.")
     label_columns = {c: canonical_label(c) for c in columns if c and canonical_label(c)}
+    if not label_columns and {"class", "lung_opacity"} <= set(columns):
+        return _rsna_cases(rows, images_dir, source or csv_path.stem, csv_path.name)
     if not label_columns:
         raise XRayError(f"{csv_path.name} has no column named after any of the 14 pathologies.")
     cases = []
@@ -111,19 +115,54 @@ def read_pediatric(root: str | Path, splits: Iterable[str] = ("train",)) -> list
     return read_label_csv(root / "labels.csv", root / "images", source="pediatric", splits=splits)
 
 
+def read_rsna(root: str | Path, splits: Iterable[str] = ("train",)) -> list[Case]:
+    """The RSNA Pneumonia Detection Challenge folder: labels.csv (class, lung_opacity, split) and images/."""
+    root = Path(root)
+    return read_label_csv(root / "labels.csv", root / "images", source="rsna", splits=splits)
+
+
+def _rsna_cases(rows: list[dict[str, str]], images_dir: Path, source: str, csv_name: str) -> list[Case]:
+    """RSNA's labels: "Lung Opacity" is not one of the 14 NIH labels, so it is kept as its own target
+    (Case.opacity). A "Normal" film has no finding at all: negative for all 14 labels. Any other film
+    ("Lung Opacity", "No Lung Opacity / Not Normal") has some abnormality RSNA did not name: unknown for all 14."""
+    cases = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            opacity = float(_label_value(row["lung_opacity"], "lung_opacity", number))
+            normal = row["class"].strip() == "Normal"
+            image = images_dir / row["image"].strip()
+        except (KeyError, AttributeError) as error:
+            raise XRayError(f"{csv_name}, row {number}: needs image, class and lung_opacity.") from error
+        labels = np.full(len(PATHOLOGIES), 0.0 if normal else UNKNOWN, dtype=np.float32)
+        cases.append(Case(image=image, labels=labels, source=source, view=(row.get("view") or "").strip(),
+                          opacity=opacity))
+    return cases
+
+
 @dataclass(frozen=True)
 class Finding:
     label: str
     box: Box
 
 
-def read_boxes(csv_path: str | Path) -> dict[str, list[Finding]]:
-    """Radiologist boxes: columns image, finding, x, y, w, h in that image's pixels."""
+def read_boxes(csv_path: str | Path, *, other_findings: Iterable[str] = ()) -> dict[str, list[Finding]]:
+    """Radiologist boxes: columns image, finding, x, y, w, h in that image's pixels.
+
+    Finding names go through the labels' aliases. Where the CSV has a
+    `nih_label` column (ChestX-Det's boxes), that column names the label, and
+    rows with an empty one (findings outside the 14, such as Calcification)
+    are skipped. Names in other_findings (e.g. RSNA's "Lung Opacity", a
+    training-only target) are kept as they are.
+    """
     csv_path = Path(csv_path)
     boxes: dict[str, list[Finding]] = {}
+    others = set(other_findings)
     for number, row in enumerate(_read_rows(csv_path), start=2):
+        if "nih_label" in row and not (row["nih_label"] or "").strip():
+            continue
         try:
-            label = canonical_label(row["finding"])
+            name = (row["nih_label"] if "nih_label" in row else row["finding"]).strip()
+            label = name if name in others else canonical_label(name)
             box = Box(*(float(row[key]) for key in ("x", "y", "w", "h")))
             image = Path(row["image"].strip()).name
         except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -131,6 +170,6 @@ def read_boxes(csv_path: str | Path) -> dict[str, list[Finding]]:
         except XRayError as error:
             raise XRayError(f"{csv_path.name}, row {number}: {error}") from error
         if label is None:
-            raise XRayError(f"{csv_path.name}, row {number}: '{row['finding']}' is not one of the 14 pathologies.")
+            raise XRayError(f"{csv_path.name}, row {number}: '{name}' is not one of the 14 pathologies.")
         boxes.setdefault(image, []).append(Finding(label, box))
     return boxes

@@ -135,17 +135,26 @@ def grad_cam_plus_plus_weights(activations: torch.Tensor, gradients: torch.Tenso
     return (gradients.clamp(min=0) * alpha).sum(dim=(-2, -1))
 
 
+def pooled_linear_cams(activations: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ in closed form for a global-average-pooled linear head: (N, K, h, w), (L, K) -> (N, L, h, w).
+
+    Differentiable, so training can put a loss on exactly the maps the viewer draws.
+    """
+    activations = activations.float()
+    h, w = activations.shape[-2:]
+    gradients = (head_weight.float() / (h * w))[None, :, :, None, None]  # (1, L, K, 1, 1): same at every position
+    # Broadcast over the positions instead of expanded to (L, K, h, w): the sum over
+    # h * w equal terms is h * w times one of them.
+    weights = grad_cam_plus_plus_weights(activations.unsqueeze(1), gradients) * (h * w)  # (N, L, K)
+    return torch.einsum("nlk,nkhw->nlhw", weights, activations).clamp(min=0)
+
+
 def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     with torch.inference_mode(), captured_output(network.layer4) as outputs:
         logits = network(inputs)[0].float()
-        activations = outputs[0][0].float()  # (K, h, w)
-        h, w = activations.shape[-2:]
-        gradients = (network.fc.weight.float() / (h * w))[:, :, None, None]  # (L, K, 1, 1): same at every position
-        # Broadcast over the positions instead of expanded to (L, K, h, w): the sum over
-        # h * w equal terms is h * w times one of them.
-        weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients) * (h * w)  # (L, K)
-        cams = torch.einsum("lk,khw->lhw", weights, activations).clamp_(min=0)
-    return logits, cams, activations.mean(dim=(1, 2))
+        activations = outputs[0].float()  # (1, K, h, w)
+        cams = pooled_linear_cams(activations, network.fc.weight)[0]
+    return logits, cams, activations[0].mean(dim=(1, 2))
 
 
 def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -37,6 +37,12 @@ _ALIASES: dict[str, str] = {
 }
 
 
+# Box findings that are not one of the 14, and the label whose map each is scored with. RSNA's "Lung Opacity"
+# marks opacities suspicious for pneumonia (RSNA Pneumonia Detection Challenge): the Pneumonia map is the
+# shipped map closest to it. Its labels are read apart (data.read_rsna).
+SCORED_WITH: dict[str, str] = {"Lung Opacity": "Pneumonia"}
+
+
 def _key(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch not in " _-")
 

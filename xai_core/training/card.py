@@ -1,0 +1,110 @@
+"""The model card a training run writes beside the checkpoint it selected."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from ..labels import PATHOLOGIES, SCORED_WITH
+from ..card import ModelCard, read_card
+from ..model import load_model, save_checkpoint
+from ..preprocessing import InputSpec
+from .bank import BOX_TARGETS, OPACITY, count_sources
+from .config import TrainConfig
+
+DATA_SOURCES = {
+    "nih": "NIH Clinical Center ChestX-ray14 (Wang et al., CVPR 2017), a 1,402-image subset at 512 px; "
+    "released without use restrictions, attribution required.",
+    "pediatric": "Pediatric chest X-rays, Guangzhou Women and Children's Medical Center (Kermany et al., Cell 2018); "
+    "CC BY 4.0. Only the pneumonia label is known; the other 13 are masked as unknown.",
+    "rsna": "RSNA Pneumonia Detection Challenge (Shih et al., Radiology: AI 2019) opacity boxes and labels on NIH "
+    "ChestX-ray14 images; 'Normal' films are negative for all 14 labels, the others unknown for the 14.",
+    "nih_boxed": "NIH ChestX-ray14 images from the official box list (BBox_List_2017), with their radiologist boxes.",
+    "jsrt": "JSRT database (Shiraishi et al., AJR 2000), CT-confirmed lung nodules from 14 Japanese centres; "
+    "research and education use. Only Nodule and Mass are known; the other 12 labels are masked.",
+}
+LIMITATIONS = [
+    "Research and education use only; not for diagnosis or treatment decisions.",
+    "Trained from random initialisation (no pretrained weights) on the CPU for a short schedule, on a few thousand "
+    "adult NIH-derived films and 4,400 pediatric films: far less data than a clinical model needs.",
+    "NIH labels were mined from radiology reports by NLP and are noisy; the pediatric set is one hospital's children "
+    "aged 1-5.",
+    "Shortcut risk: in the NIH subset the follow-up number, AP/PA view and devices correlate with the labels; check "
+    "the heatmaps and the alignment figures, which show how often attention falls in the radiologists' boxes.",
+    "Read the pointing game against the average-map control (the model's mean map, the same for every film), not "
+    "only against a random map, and the map resemblance (each map's correlation with that average map; near 1, "
+    "the maps barely change from film to film).",
+    "Labels with fewer than 10 positives in the NIH test split are not validated.",
+    "Inputs are squashed to a square; lateral views, other body parts and non-radiographs are out of distribution.",
+]
+
+
+def box_supervision(config: TrainConfig, boxes: int) -> dict:
+    """What the box loss was, where it acted and why, in words the card keeps."""
+    return {
+        "boxes_in_training": boxes,
+        "box_loss_weight": config.box_loss,
+        "loss": "1 - the share of the boxed label's Grad-CAM++ map (closed form on the last block's features, in the "
+                "training graph: the map the viewer draws) that lies inside the film's boxes of that label, the boxes "
+                "warped with the film's augmentation and averaged over the map's cells; a map with no evidence scores 1. "
+                "Films without boxes add nothing.",
+        "balance": "the loss is a fraction in [0, 1], added to the classification loss (binary cross-entropy over known "
+                   f"labels) with weight {config.box_loss}; it moves where a map's evidence lies, never whether a label "
+                   "is present.",
+        "rsna_lung_opacity": f"'{OPACITY}' is not one of the 14 labels: it was learnt by a training-only output on the "
+                             f"shared pooled features (weight {config.opacity_loss}, started from the Pneumonia row, "
+                             "not shipped). Its boxes supervised that output's map and the maps of "
+                             f"{', '.join(t for t in BOX_TARGETS[OPACITY] if t != OPACITY)} (RSNA's opacities are those "
+                             "suspicious for pneumonia, so any pneumonia evidence on such a film belongs in them). "
+                             "'Normal' films were negatives for all 14 labels; the others unknown for the 14.",
+        "frozen_through": config.freeze_through,
+    }
+
+
+def selection_rule(config: TrainConfig) -> str:
+    scored = ", ".join(f"'{finding}' boxes with the {label} map" for finding, label in SCORED_WITH.items())
+    return (f"Checkpoint with the highest validation score = mean AUROC over (source, label) pairs with at least 5 "
+            f"validation positives (RSNA's opacity through the Pneumonia output) + {config.localisation_weight} x the "
+            "mean over boxed validation sources of (pointing of the model's maps - pointing of its own average map "
+            f"over that source's films); {scored}. Written before any test figure was computed.")
+
+
+def write_card(config: TrainConfig, command: str, best: dict, step: int, seconds: float, sources: list[str],
+               boxes: int) -> ModelCard:
+    """The model card for the checkpoint that scored best on validation data."""
+    best_card = config.work_dir / "best.json"
+    if not best_card.exists():
+        raise SystemExit("No validation data, so no checkpoint was selected; give validation data.")
+    network = load_model(best_card, device="cpu").network
+    counts = count_sources(sources)
+    card = {
+        "model_version": config.model_version,
+        "input": InputSpec(size=config.image_size).as_dict(),
+        "training": {
+            "command": command,
+            "data": counts,
+            "steps": step,
+            "selected_step": best.get("step"),
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "wall_clock_s_this_process": round(seconds),
+            "config": json.loads(json.dumps(asdict(config), default=str)),
+            "initialisation": _initialisation(config),
+            "selection_rule": selection_rule(config),
+            "box_supervision": box_supervision(config, boxes),
+        },
+        "data_sources": {source: DATA_SOURCES[source] for source in counts if source in DATA_SOURCES},
+        "limitations": LIMITATIONS,
+        "validation_during_training": best.get("report", {}),
+        "thresholds": best.get("thresholds", {label: 0.5 for label in PATHOLOGIES}),
+    }
+    return save_checkpoint(network, card, config.out)
+
+
+def _initialisation(config: TrainConfig) -> str | dict:
+    """Random, or the starting model's version, weights digest and the command that trained it."""
+    if config.init_from is None:
+        return "random (no pretrained weights)"
+    start = read_card(config.init_from)
+    return {"model_version": start.model_version, "weights_sha256": start.weights_sha256,
+            "training_command": start.training.get("command"), "initialisation": start.training.get("initialisation")}

@@ -1,0 +1,307 @@
+"""The training loop: one process, or several with `torchrun` (DDP); validation, checkpoints, resume.
+
+The run is defined by its step count and seed: data order, augmentation and
+checkpoints are reproducible, and --resume continues exactly where the last
+checkpoint left off. Augmentation runs on whole batches, so the CPU spends its
+time in the network, not in data loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..card import ModelCard
+from ..explain import captured_output
+from ..labels import PATHOLOGIES
+from ..model import _unwrap, build_network, choose_device, load_model, save_checkpoint
+from ..preprocessing import InputSpec
+from .attention import (
+    SHIFTS, anatomical_priors, box_loss, evidence_on_negatives, evidence_weights, gradcam_evidence, map_equivariance,
+    masked_bce, positive_weights, prior_loss, shifted_by_cells, thorax_prior,
+)
+from .augment import augment, box_masks, random_affine
+from .bank import ImageBank, count_sources, rank_order, read_training_boxes, training_cases
+from .card import write_card
+from .config import BLOCKS, TrainConfig
+from .validation import predict, val_thresholds, validation_report
+
+log = logging.getLogger("xai_core.train")
+
+# Sources whose films the adult anatomical prior does not fit: the pediatric films are framed differently
+# (arms, abdomen).
+PRIOR_EXEMPT = {"pediatric"}
+# The losses logged as running means, in this order.
+LOSS_NAMES = ("classification", "opacity", "evidence outside prior", "box evidence outside", "evidence on negatives",
+              "maps not moving with the film")
+
+
+class TrainingNetwork(nn.Module):
+    """The shipped network plus a training-only "Lung Opacity" output on the same pooled features.
+
+    The opacity output starts as a copy of the Pneumonia row; only `network` is saved in a checkpoint.
+    """
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+        self.opacity = nn.Linear(network.fc.in_features, 1)
+        with torch.no_grad():
+            pneumonia = PATHOLOGIES.index("Pneumonia")
+            self.opacity.weight.copy_(network.fc.weight[pneumonia : pneumonia + 1])
+            self.opacity.bias.copy_(network.fc.bias[pneumonia : pneumonia + 1])
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (14 logits, opacity logit, the last block's features)."""
+        with captured_output(self.network.layer4) as outputs:
+            logits = self.network(inputs)
+        features = outputs[-1]
+        return logits, self.opacity(features.float().mean((2, 3))).squeeze(1), features
+
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights (T, K) and biases (T,) of every output: the 14, then the opacity."""
+        return (torch.cat([self.network.fc.weight, self.opacity.weight]),
+                torch.cat([self.network.fc.bias, self.opacity.bias]))
+
+
+def frozen_modules(network: nn.Module, freeze_through: str | None) -> list[nn.Module]:
+    """The stem and blocks up to freeze_through (none when it is None)."""
+    if freeze_through is None:
+        return []
+    stem = [network.conv1, network.bn1]
+    layers = [getattr(network, name) for name in BLOCKS[1 : BLOCKS.index(freeze_through) + 1]]
+    return stem + layers
+
+
+def autocast(device: torch.device):
+    """Mixed precision where the hardware computes it natively; float32 elsewhere.
+
+    On a CPU without bfloat16 instructions (AVX-512 BF16 or AMX) oneDNN emulates
+    bfloat16, which made a 224 px training step about 20 times slower than float32 on an
+    AVX2 machine.
+    """
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else nullcontext()
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return nullcontext()
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to zero at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def weights_digest(network: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_unwrap(network).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _validation_subset(cases: list, limit: int) -> list:
+    """At most `limit` films per source, evenly spaced through each source's list (deterministic)."""
+    by_source: dict[str, list] = {}
+    for case in cases:
+        by_source.setdefault(case.source, []).append(case)
+    kept = []
+    for group in by_source.values():
+        step = max(1.0, len(group) / limit)
+        kept += [group[int(i * step)] for i in range(min(limit, len(group)))]
+    return kept
+
+
+def run(config: TrainConfig, command: str) -> ModelCard | None:
+    """Train, validate, checkpoint; rank 0 writes the model card. Returns the card on rank 0."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    device = choose_device(config.device)
+    if device.type == "cuda" and distributed:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(config.work_dir / "train.log" if rank == 0 else None, rank)
+    torch.manual_seed(config.seed)
+
+    train_cases, val_cases = training_cases(config)
+    findings = read_training_boxes(config.boxes)
+    train_bank = ImageBank.load(train_cases, config.image_size, "training", findings)
+    val_bank = (ImageBank.load(_validation_subset(val_cases, config.val_limit), config.image_size, "validation",
+                               findings) if rank == 0 else None)
+    pos_weight = positive_weights(train_bank.labels).to(device)
+    opacity_pos_weight = positive_weights(train_bank.opacity.unsqueeze(1)).to(device)
+    spec = InputSpec(size=config.image_size)
+
+    model = TrainingNetwork(build_network()).to(device).to(memory_format=torch.channels_last)
+    prior = (anatomical_priors(config.image_size) if config.prior_regions == "per-label"
+             else thorax_prior(config.image_size).unsqueeze(0)).to(device)
+    state_path = config.work_dir / "state.pt"
+    if config.init_from is not None and not (config.resume and state_path.exists()):
+        model.network.load_state_dict(load_model(config.init_from, device="cpu").network.state_dict())
+        model.opacity = TrainingNetwork(model.network).opacity.to(device)
+        log.info("initialised from %s", config.init_from)
+    frozen = frozen_modules(model.network, config.freeze_through)
+    if config.opacity_loss == 0:
+        frozen.append(model.opacity)  # unused: DDP requires every trained parameter to receive a gradient
+    for module in frozen:
+        module.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    step, best = 0, {"score": -math.inf}
+    if config.resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), json.loads(state["best"])
+        log.info("resumed from step %d (best validation score %.4f)", step, best["score"])
+    network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if distributed else model
+
+    per_rank = config.batch_size // world
+    steps_per_epoch = max(1, len(train_bank.sources) // config.batch_size)
+    log.info("training %d images (%s, %d boxes), validating on %d (%d boxes), %d steps of %d images, %d px, "
+             "frozen through %s, %d process(es) on %s", len(train_cases), count_sources(train_bank.sources),
+             len(train_bank.boxes), len(val_bank.sources) if val_bank else 0, len(val_bank.boxes) if val_bank else 0,
+             config.steps, config.batch_size, config.image_size, config.freeze_through, world, device)
+    started, last_save, seen_at_start = time.monotonic(), time.monotonic(), step
+    loss_average = None
+    while step < config.steps:
+        epoch, position = divmod(step, steps_per_epoch)
+        order = rank_order(train_bank, epoch, config, rank, world)
+        while position < steps_per_epoch and step < config.steps:
+            indices = order[position * per_rank : (position + 1) * per_rank]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config)
+            losses = _step(network, model, train_bank, indices, config, step, rank, device, spec, prior,
+                           pos_weight, opacity_pos_weight)
+            weights = (1.0, config.opacity_loss, config.attention_prior, config.box_loss, config.negative_evidence,
+                       config.equivariance)
+            loss = sum(weight * value for weight, value in zip(weights, losses) if weight > 0)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            position += 1
+            latest = np.array([value.item() for value in losses])
+            loss_average = latest if loss_average is None else 0.98 * loss_average + 0.02 * latest
+            if rank == 0 and (step % 10 == 0 or step == config.steps):
+                rate = (step - seen_at_start) * config.batch_size / (time.monotonic() - started)
+                eta = (config.steps - step) * config.batch_size / max(rate, 1e-9)
+                log.info("step %d/%d %s lr %.2e %.2f img/s eta %.0f min", step, config.steps,
+                         " ".join(f"{name} {value:.3f}" for name, value in zip(LOSS_NAMES, loss_average)),
+                         learning_rate(step, config), rate, eta / 60)
+            if rank == 0 and val_bank is not None and (step % config.validate_every == 0 or step == config.steps):
+                best = _validate(model, val_bank, spec, device, step, best, config)
+            if time.monotonic() - last_save > config.checkpoint_minutes * 60 or step == config.steps:
+                if rank == 0:
+                    _save_state(state_path, model, optimizer, step, best)
+                last_save = time.monotonic()
+    if distributed:
+        # DDP syncs buffers (BatchNorm running statistics) from rank 0 at the start of each
+        # forward pass, so after the last step each rank holds its own: take rank 0's.
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+    print(f"rank {rank} final weights digest {weights_digest(model.network)}", flush=True)
+    card = None
+    if rank == 0:
+        card = write_card(config, command, best, step, time.monotonic() - started, train_bank.sources, len(train_bank.boxes))
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return card
+
+
+def _step(network, model: TrainingNetwork, bank: ImageBank, indices: torch.Tensor, config: TrainConfig, step: int,
+          rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor, pos_weight: torch.Tensor,
+          opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One batch's losses, in LOSS_NAMES order (zero where a loss is off)."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+    pixels = bank.pixels[indices].to(device).float() / 255.0
+    theta = random_affine(len(indices), config, generator)
+    targets, opacity = bank.labels[indices].to(device), bank.opacity[indices].to(device)
+    fits_prior = torch.tensor([bank.sources[i] not in PRIOR_EXEMPT for i in indices.tolist()], device=device)
+    boxes = bank.boxes_of(indices)
+    cells = None
+    if config.equivariance > 0:  # each film twice: the second view moved by whole cells of the map
+        cells = SHIFTS[int(torch.randint(len(SHIFTS), (1,), generator=generator))]
+        theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // 32)])
+        pixels, targets, fits_prior = pixels.repeat(2, 1, 1), targets.repeat(2, 1), fits_prior.repeat(2)
+        opacity = opacity.repeat(2)
+    inputs = spec.normalise(augment(pixels, theta, config, generator)).contiguous(memory_format=torch.channels_last)
+    network.train()
+    for module in frozen_modules(model.network, config.freeze_through):
+        module.eval()  # frozen BatchNorm keeps its running statistics
+    with autocast(device):
+        logits, opacity_logit, features = network(inputs)
+    zero = torch.zeros((), device=device)
+    classification = masked_bce(logits, targets, pos_weight)
+    opacity_loss = (masked_bce(opacity_logit.unsqueeze(1), opacity.unsqueeze(1), opacity_pos_weight)
+                    if config.opacity_loss > 0 else zero)
+    head_weight, _ = model.head()
+    cams = gradcam_evidence(features, head_weight) if config.attention_prior > 0 or config.box_loss > 0 else None
+    outside = (prior_loss(cams[:, : len(PATHOLOGIES)], theta, prior,
+                          evidence_weights(logits, targets) * fits_prior.float().unsqueeze(1))
+               if config.attention_prior > 0 else zero)
+    boxed = (box_loss(cams, boxes, box_masks(boxes, theta, config.image_size, tuple(cams.shape[-2:])))
+             if config.box_loss > 0 else zero)
+    absent = (evidence_on_negatives(features, model.network.fc.weight, targets)
+              if config.negative_evidence > 0 else zero)
+    unmoved = zero
+    if cells is not None:
+        first, second = features.chunk(2)
+        unmoved = map_equivariance(first, second, model.network.fc.weight, cells,
+                                   evidence_weights(logits, targets).chunk(2)[0])
+    return classification, opacity_loss, outside, boxed, absent, unmoved
+
+
+def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, best, config) -> dict:
+    started = time.monotonic()
+    head_weight, head_bias = model.head()
+    probabilities, maps = predict(model.network, head_weight.detach(), head_bias.detach(), val_bank, spec, device,
+                                  autocast)
+    report = validation_report(probabilities, maps, val_bank, config.localisation_weight)
+    log.info("validation at step %d: score %.4f (mean AUROC %.4f, mean pointing margin %.4f; %.0f s) "
+             "localisation %s AUROC %s", step, report["score"], report["mean_auroc"], report["mean_margin"],
+             time.monotonic() - started, json.dumps(report["localisation"]), json.dumps(report["per_source"]))
+    if not math.isnan(report["score"]) and report["score"] > best["score"]:
+        best = {"score": report["score"], "step": step, "report": report,
+                "thresholds": val_thresholds(probabilities[:, : len(PATHOLOGIES)], val_bank)}
+        save_checkpoint(model.network, {}, config.work_dir / "best.json")
+        log.info("new best checkpoint at step %d", step)
+    return best
+
+
+def _save_state(path: Path, model: nn.Module, optimizer, step: int, best: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save({"network": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "best": json.dumps(best)}, temporary)
+    temporary.replace(path)
+    log.info("saved training state at step %d", step)
+
+
+def _setup_logging(path: Path | None, rank: int) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if path is not None:
+        handlers.append(logging.FileHandler(path))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers, force=True,
+                        format="%(asctime)s %(message)s")
