@@ -44,7 +44,7 @@ def main() -> None:
     scores = np.r_[chest, values]
     low, high = bootstrap_auroc_ci(truth, scores, seed=0)
     threshold = model.feature_distribution.threshold
-    print(f"threshold {threshold:.1f} ({model.card['out_of_distribution']['threshold_rule']})")
+    print(f"threshold {threshold:.1f} ({model.card.out_of_distribution.threshold_rule})")
     print(f"AUROC non-chest vs NIH test: {auroc(truth, scores):.3f} (95% CI {low:.3f}-{high:.3f}); "
           f"{len(values)} non-chest images, {len(chest)} NIH test films")
     print(f"flagged: {np.mean(chest > threshold):.3f} of NIH test films, {np.mean(values > threshold):.3f} of non-chest")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# The viewer writes an audit row for every explanation shown: keep the test runs' rows out of the user's data folder.
+os.environ.setdefault("XAI_DATA_DIR", tempfile.mkdtemp(prefix="xai-test-data-"))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 
 from xai_core import calibration
 from xai_core.labels import PATHOLOGIES, display_name
-from xai_core.model import DEFAULT_CARD, default_card, read_card
+from xai_core.card import read_card
+from xai_core.model import DEFAULT_CARD, default_card
 
 explain_module = importlib.import_module("xai_core.explain")  # the package exports a function of the same name
 
@@ -138,9 +139,9 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     assert probabilities == sorted(probabilities, reverse=True)
     for row in rows:
         label = row["label"]
-        threshold = calibration.threshold(card, label, card["thresholds"][label])  # on the probabilities' scale
+        threshold = calibration.threshold(card.calibration, label, card.thresholds[label])  # on the probabilities' scale
         assert row["above"] == (row["probability"] >= threshold), row
-        assert row["validated"] == card["validation"][label]["status"].startswith("validated"), row
+        assert row["validated"] == card.validation[label].status.startswith("validated"), row
     top = rows[0]["label"]
     assert at.selectbox(key="pathology").value == top  # a new image opens on its most probable finding
     assert _component(at, "pathology_table")["shown"] == top
@@ -164,7 +165,7 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
 
 def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes_and_how_much_they_vary(forward_passes):
     at = _opened_sample()
-    card = read_card(DEFAULT_CARD)["metrics"]["nih_test"]
+    card = read_card(DEFAULT_CARD).report("nih_test")
     pneumonia = card["alignment"]["per_finding"]["Pneumonia"]
     at.selectbox(key="pathology").set_value("Pneumonia").run()
     _assert_fine(at)

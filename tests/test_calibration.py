@@ -11,12 +11,13 @@ import sys
 import numpy as np
 
 from xai_core.labels import PATHOLOGIES
-from xai_core.model import DEFAULT_CARD, load_model, read_card
+from xai_core.card import read_card
+from xai_core.model import DEFAULT_CARD, load_model
 
 
 def test_calibrated_thresholds_make_the_same_decisions_as_the_raw_ones(model):
-    assert "calibration" in model.card  # the shipped card is calibrated
-    raw_thresholds = model.card["thresholds"]
+    assert model.card.calibration is not None  # the shipped card is calibrated
+    raw_thresholds = model.card.thresholds
     logits = np.linspace(-8, 8, 4001)[:, None].repeat(len(PATHOLOGIES), axis=1)
     calibrated = model.probabilities(logits)
     raw = 1 / (1 + np.exp(-logits))
@@ -31,7 +32,7 @@ def test_calibrate_command_fits_on_validation_films_and_refuses_the_test_split(s
     card = tmp_path / DEFAULT_CARD.name
     shutil.copy(DEFAULT_CARD, card)
     shipped = read_card(DEFAULT_CARD)
-    for name in (shipped["weights_file"], shipped["out_of_distribution"]["file"]):
+    for name in (shipped.weights_file, shipped.out_of_distribution.file):
         shutil.copy(DEFAULT_CARD.parent / name, tmp_path)
     with open(shared_data / "nih" / "labels.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == "val"][:30]

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from xai_core.labels import PATHOLOGIES
-from xai_core.model import DEFAULT_CARD, read_card
+from xai_core.card import read_card
+from xai_core.model import DEFAULT_CARD
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -25,7 +26,7 @@ def test_explain_writes_an_overlay_per_label_and_a_json(chest_dicom, nih_test_im
     result = _run("explain", str(chest_dicom), str(png), "--out", str(tmp_path), "--labels", "Pneumonia", "Cardiomegaly",
                   "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    calibration = read_card(DEFAULT_CARD)["calibration"]["labels"]
+    calibration = read_card(DEFAULT_CARD).calibration.labels
     for image in (chest_dicom, png):
         record = json.loads((tmp_path / f"{image.stem}.json").read_text())
         assert [f["label"] for f in record["findings"]] == list(PATHOLOGIES)

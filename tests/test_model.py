@@ -9,17 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from xai_core.card import read_card
 from xai_core.errors import XRayError
 from xai_core.labels import PATHOLOGIES
-from xai_core.model import (
-    CARD_FORMAT,
-    build_network,
-    choose_device,
-    default_card,
-    load_model,
-    read_card,
-    save_checkpoint,
-)
+from xai_core.model import build_network, choose_device, default_card, load_model, save_checkpoint
 
 
 @pytest.fixture
@@ -34,12 +27,11 @@ def checkpoint_copy(tmp_path) -> Path:
 
 def test_the_card_describes_the_checkpoint(model):
     card = model.card
-    assert card["format"] == CARD_FORMAT
-    assert card["labels"] == list(PATHOLOGIES)
-    assert card["input"]["size"] == model.input_spec.size
+    assert card.labels == PATHOLOGIES
+    assert card.input == model.input_spec and card.target_layer == "layer4"
     assert set(model.thresholds()) == set(PATHOLOGIES)
     assert all(0.0 < value < 1.0 for value in model.thresholds().values())
-    assert "command" in card["training"] and card["training"]["command"].startswith("python -m xai_core train")
+    assert card.training["command"].startswith("python -m xai_core train")
     assert set(model.validation_status()) == set(PATHOLOGIES)
 
 
@@ -88,6 +80,14 @@ def test_a_damaged_or_foreign_card_is_refused(tmp_path, content):
         read_card(card)
 
 
+def test_a_card_without_its_weights_entries_is_refused_with_a_clear_message(checkpoint_copy):
+    card = json.loads(checkpoint_copy.read_text())
+    del card["weights_sha256"]
+    checkpoint_copy.write_text(json.dumps(card))
+    with pytest.raises(XRayError, match="incomplete or damaged"):
+        load_model(checkpoint_copy, device="cpu")
+
+
 def test_a_missing_card_is_refused(tmp_path):
     with pytest.raises(XRayError, match="not found"):
         load_model(tmp_path / "nothing.json", device="cpu")
@@ -105,7 +105,7 @@ def test_a_pickle_is_never_read(tmp_path):
     """A .pt pickle named as the weights file fails the checks; it is never unpickled."""
     network = build_network()
     card = save_checkpoint(network, {"model_version": "x"}, tmp_path / "m.json")
-    torch.save(network.state_dict(), tmp_path / card["weights_file"])
+    torch.save(network.state_dict(), tmp_path / card.weights_file)
     with pytest.raises(XRayError):
         load_model(tmp_path / "m.json", device="cpu")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from xai_core.evaluate import MIN_POSITIVES_TO_VALIDATE, evaluate_dataset
-from xai_core.model import DEFAULT_CARD, read_card
+from xai_core.card import read_card
+from xai_core.model import DEFAULT_CARD
 
 CARD = read_card(DEFAULT_CARD)
 
@@ -33,8 +34,8 @@ def nih_test_report(shared_data):
 
 
 def test_nih_test_figures_are_reproduced(nih_test_report):
-    recorded = CARD["metrics"]["nih_test"]
-    assert recorded["weights_sha256"] == CARD["weights_sha256"]
+    recorded = CARD.report("nih_test")
+    assert recorded["weights_sha256"] == CARD.weights_sha256
     _assert_same(recorded["labels"], nih_test_report["labels"], "labels")
     _assert_same(recorded["alignment"]["all"], nih_test_report["alignment"]["all"], "alignment")
     _assert_same(recorded["alignment"]["per_finding"], nih_test_report["alignment"]["per_finding"], "per_finding")
@@ -47,20 +48,20 @@ def test_pediatric_val_figures_are_reproduced(shared_data):
     root = shared_data / "pediatric_pneumonia"
     report = evaluate_dataset(images=root / "images", labels_csv=root / "labels.csv", card_path=DEFAULT_CARD,
                               split="val", device="cpu")
-    _assert_same(CARD["metrics"]["pediatric_val"]["labels"]["Pneumonia"], report["labels"]["Pneumonia"], "Pneumonia")
+    _assert_same(CARD.report("pediatric_val")["labels"]["Pneumonia"], report["labels"]["Pneumonia"], "Pneumonia")
 
 
 def test_labels_with_few_test_positives_are_marked_not_validated():
-    for label, status in CARD["validation"].items():
-        if status["test_positives"] < MIN_POSITIVES_TO_VALIDATE:
-            assert status["status"].startswith("not validated"), label
+    for label, status in CARD.validation.items():
+        if status.test_positives < MIN_POSITIVES_TO_VALIDATE:
+            assert status.status.startswith("not validated"), label
         else:
-            assert status["status"].startswith("validated"), label
-    assert CARD["validation"]["Hernia"]["status"].startswith("not validated")  # 3 test positives
+            assert status.status.startswith("validated"), label
+    assert CARD.validation_status("Hernia").startswith("not validated")  # 3 test positives
 
 
 def test_operating_thresholds_were_chosen_on_validation_data():
-    assert CARD["training"]["command"].startswith("python -m xai_core train")
-    assert "test" not in CARD["training"]["command"]
-    chosen = CARD["validation_during_training"]["per_source"]
+    assert CARD.training["command"].startswith("python -m xai_core train")
+    assert "test" not in CARD.training["command"]
+    chosen = CARD.validation_during_training["per_source"]
     assert "nih" in chosen and "pediatric" in chosen

@@ -33,8 +33,8 @@ def non_chest_distances(model, dicom_file) -> list[float]:
 
 def test_the_shipped_checkpoint_has_out_of_distribution_statistics(model):
     assert model.feature_distribution is not None
-    assert model.card["out_of_distribution"]["threshold"] == pytest.approx(model.feature_distribution.threshold)
-    assert list(model.feature_distribution.blocks) == model.card["out_of_distribution"]["blocks"] == ["layer3", "layer4"]
+    assert model.card.out_of_distribution.threshold == pytest.approx(model.feature_distribution.threshold)
+    assert list(model.feature_distribution.blocks) == list(model.card.out_of_distribution.blocks) == ["layer3", "layer4"]
 
 
 def test_statistics_fitted_before_0_3_0_are_read_as_layer4_only(model, chest_dicom, tmp_path):

@@ -33,11 +33,9 @@ import numpy as np
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from tqdm import tqdm
 
-from .data import Case
+from .card import OutOfDistribution
 from .errors import XRayError
-from .imaging import read_xray
 
 COMPONENTS = 64
 BLOCKS = ("layer3", "layer4")  # the ResNet blocks whose pooled features are modelled
@@ -69,9 +67,6 @@ class FeatureDistribution:
     def distance(self, features: dict[str, np.ndarray]) -> float:
         """The root of the summed squared distances of the image's pooled features in each block."""
         return float(np.sqrt(sum(block.distance(features[name]) ** 2 for name, block in self.blocks.items())))
-
-    def is_unusual(self, features: dict[str, np.ndarray]) -> bool:
-        return self.distance(features) > self.threshold
 
 
 def direction(features: np.ndarray) -> np.ndarray:
@@ -105,14 +100,6 @@ def fit(features: dict[str, np.ndarray]) -> FeatureDistribution:
     return FeatureDistribution(blocks={name: fit_block(features[name]) for name in BLOCKS}, threshold=float("inf"))
 
 
-def pooled_features(model, cases: list[Case], description: str) -> dict[str, np.ndarray]:
-    """(N, K) pooled features per block, one forward pass per image."""
-    from .explain import explain
-
-    rows = [explain(model, read_xray(case.image)).features for case in tqdm(cases, desc=description, unit="image")]
-    return {name: np.stack([row[name] for row in rows]) for name in BLOCKS}
-
-
 def save(distribution: FeatureDistribution, path: Path) -> str:
     """Write the statistics (tensors named block.statistic); return the file's sha256."""
     tensors = {}
@@ -128,50 +115,24 @@ def save(distribution: FeatureDistribution, path: Path) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def load(card: dict, card_path: Path) -> FeatureDistribution | None:
+def load(section: OutOfDistribution | None, card_path: Path) -> FeatureDistribution | None:
     """The card's out-of-distribution statistics, checked against their sha256; None when the card has none."""
-    section = card.get("out_of_distribution")
-    if not section:
+    if section is None:
         return None
-    path = Path(card_path).parent / section["file"]
+    path = Path(card_path).parent / section.file
     try:
         blob = path.read_bytes()
     except OSError as error:
         raise XRayError(f"The out-of-distribution statistics {path.name} named by the model card are missing.") from error
-    if hashlib.sha256(blob).hexdigest() != section.get("sha256"):
+    if hashlib.sha256(blob).hexdigest() != section.sha256:
         raise XRayError(f"{path.name} does not match the sha256 in the model card; refusing to load it.")
     tensors = {name: tensor.double().numpy() for name, tensor in load_safetensors(blob).items()}
     # Cards fitted before 0.3.0 have layer4 statistics only, their tensors named without the block.
-    prefixes = {name: f"{name}." for name in section["blocks"]} if "blocks" in section else {"layer4": ""}
+    prefixes = {name: f"{name}." for name in section.blocks} if section.blocks else {"layer4": ""}
     blocks = {
         name: BlockDistribution(mean=tensors[prefix + "mean"], components=tensors[prefix + "components"],
                                 variances=tensors[prefix + "variances"],
                                 residual_variance=float(tensors[prefix + "residual_variance"][0]))
         for name, prefix in prefixes.items()
     }
-    return FeatureDistribution(blocks=blocks, threshold=float(section["threshold"]))
-
-
-def calibrate(model, card_path: Path, train: list[Case], val: list[Case]) -> dict:
-    """Fit on training images, set the threshold on validation images, record both in the model card."""
-    from .model import update_card  # model imports this module
-    distribution = fit(pooled_features(model, train, "training features"))
-    features = pooled_features(model, val, "validation features")
-    distances = np.array([distribution.distance({name: block[index] for name, block in features.items()})
-                          for index in range(len(val))])
-    threshold = float(np.quantile(distances, 1 - FALSE_ALARM_RATE))
-    card_path = Path(card_path)
-    stats_path = card_path.with_name(card_path.stem + "_ood.safetensors")
-    section = {
-        "method": f"root of the summed squared Mahalanobis distances of the unit-length pooled {' and '.join(BLOCKS)} "
-        f"features, each under a PPCA ({COMPONENTS} components) of the training images' features",
-        "blocks": list(BLOCKS),
-        "file": stats_path.name,
-        "sha256": save(distribution, stats_path),
-        "threshold": round(threshold, 4),
-        "threshold_rule": f"{100 * (1 - FALSE_ALARM_RATE):.0f}th percentile of the validation images' distances",
-        "fitted_on_images": len(train),
-        "validation_images": len(val),
-    }
-    update_card(card_path, out_of_distribution=section)
-    return section
+    return FeatureDistribution(blocks=blocks, threshold=section.threshold)

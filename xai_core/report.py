@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .card import ModelCard
 from .explain import Explanation
 from .imaging import XRay
 from .model import XRayModel
@@ -36,8 +37,8 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
         "disclaimer": DISCLAIMER,
         "model": {
             "version": model.version,
-            "weights_sha256": model.card.get("weights_sha256"),
-            "architecture": model.card.get("architecture"),
+            "weights_sha256": model.card.weights_sha256,
+            "architecture": model.card.architecture,
             "input_size": model.input_spec.size,
             "probability_calibration": _calibration(model.card),
         },
@@ -52,7 +53,7 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
     }
 
 
-def _calibration(card: dict[str, Any]) -> str | None:
+def _calibration(card: ModelCard) -> str | None:
     """How the probabilities relate to the logits: the card's calibration, or None for the plain sigmoid."""
-    section = card.get("calibration")
-    return None if section is None else f"{section['method']}; fitted on {section['data']}, {section['images']} images"
+    section = card.calibration
+    return None if section is None else f"{section.method}; fitted on {section.data}, {section.images} images"
