@@ -28,9 +28,10 @@ from .data import read_boxes, read_label_csv
 from .errors import XRayError
 from .explain import explain, normalized_cam
 from .imaging import read_xray
-from .labels import PATHOLOGIES
-from .model import load_model, read_card, update_card
-from .stats import auroc, bootstrap_auroc_ci, expected_calibration_error, sensitivity_specificity
+from .labels import PATHOLOGIES, SCORED_WITH
+from .card import read_card, update_card
+from .model import load_model
+from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci, expected_calibration_error, sensitivity_specificity
 
 # Labels with fewer positives than this in the evaluated data are reported but
 # marked "not validated": their AUROC's interval is too wide to mean anything.
@@ -65,6 +66,8 @@ def _rounded(summary: dict[str, Any]) -> dict[str, Any]:
     def rnd(value):
         if isinstance(value, dict):
             return {str(key): rnd(item) for key, item in value.items()}
+        if isinstance(value, tuple):
+            return [rnd(item) for item in value]
         return value if isinstance(value, int) or value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
 
     return {key: rnd(value) for key, value in summary.items()}
@@ -85,7 +88,7 @@ def evaluate_dataset(
     cases = read_label_csv(labels_csv, images, splits=None if split is None else [split])
     if not cases:
         raise XRayError("No images to evaluate (check --split and the labels CSV).")
-    boxes = read_boxes(boxes_csv) if boxes_csv else {}
+    boxes = read_boxes(boxes_csv, other_findings=SCORED_WITH) if boxes_csv else {}
     feature_grid = model.input_spec.size // 32
 
     probabilities = np.zeros((len(cases), len(PATHOLOGIES)), dtype=np.float32)
@@ -105,7 +108,7 @@ def evaluate_dataset(
         probabilities[row] = explanation.probabilities
         image_maps.append([normalized_cam(cam, (feature_grid, feature_grid)) for cam in explanation.raw_cams])
         for finding in boxes.get(case.image.name, []):
-            heatmap = explanation.normalized_map(finding.label)
+            heatmap = explanation.normalized_map(SCORED_WITH.get(finding.label, finding.label))
             alignments.setdefault(finding.label, []).append(align(heatmap, finding.box, threshold=outline_threshold))
             controls.setdefault(finding.label, []).append(
                 random_control(heatmap.shape, finding.box, threshold=outline_threshold, seed=seed + row, grid=feature_grid)
@@ -119,13 +122,14 @@ def evaluate_dataset(
     averages: dict[str, list] = {}
     for label, box, shape in boxed:
         averages.setdefault(label, []).append(
-            align(normalized_cam(average_maps[PATHOLOGIES.index(label)], shape), box, threshold=outline_threshold))
+            align(normalized_cam(average_maps[PATHOLOGIES.index(SCORED_WITH.get(label, label))], shape), box,
+                  threshold=outline_threshold))
     truth = np.stack([case.labels for case in cases])[readable]
     metrics = label_metrics(truth, probabilities[readable], model.thresholds(), seed)
     validated = [m["auroc"] for m in metrics.values() if m["validated"]]
     report: dict[str, Any] = {
         "model_version": model.version,
-        "weights_sha256": model.card.get("weights_sha256"),
+        "weights_sha256": model.card.weights_sha256,
         "data": {"images": str(images), "labels": Path(labels_csv).name, "split": split, "n": int(readable.sum()),
                  "unreadable": unreadable},
         "labels": metrics,
@@ -133,6 +137,9 @@ def evaluate_dataset(
         "labels_validated": int(len(validated)),
         "map_resemblance": map_resemblance(image_maps, average_maps),
     }
+    opacity = np.array([case.opacity for case in cases])[readable]
+    if (~np.isnan(opacity)).any():
+        report["lung_opacity"] = _opacity_metrics(opacity, probabilities[readable], seed)
     if boxes:
         every = [a for found in alignments.values() for a in found]
         every_control = [c for found in controls.values() for c in found]
@@ -140,15 +147,39 @@ def evaluate_dataset(
         report["alignment"] = {
             "outline_threshold": outline_threshold,
             "boxes": Path(boxes_csv).name,
-            "all": {"model": _rounded(summarise(every)), "random": _rounded(summarise(every_control)),
-                    "average_map": _rounded(summarise(every_average))},
-            "per_finding": {
-                label: {"model": _rounded(summarise(alignments[label])), "random": _rounded(summarise(controls[label])),
-                        "average_map": _rounded(summarise(averages[label]))}
-                for label in sorted(alignments)
-            },
+            "scored_with": {finding: label for finding, label in SCORED_WITH.items() if finding in alignments},
+            "all": _alignment_figures(every, every_control, every_average, seed),
+            "per_finding": {label: _alignment_figures(alignments[label], controls[label], averages[label], seed)
+                            for label in sorted(alignments)},
         }
     return report
+
+
+def _alignment_figures(model: list, chance: list, average: list, seed: int) -> dict[str, Any]:
+    """Means of the model's, the random and the average-map figures, with bootstrap 95% intervals of the
+    model's pointing and energy inside the box, and of its paired pointing margin over the average map."""
+    hits = np.array([a.pointing_hit for a in model])
+    margin = hits - np.array([a.pointing_hit for a in average])
+    intervals = {
+        "pointing_ci95": bootstrap_mean_ci(hits, seed=seed),
+        "energy_inside_ci95": bootstrap_mean_ci([a.energy_inside for a in model], seed=seed),
+        "pointing_margin_over_average_map": float(margin.mean()) if margin.size else float("nan"),
+        "pointing_margin_ci95": bootstrap_mean_ci(margin, seed=seed),
+    }
+    return {"model": _rounded({**summarise(model), **intervals}), "random": _rounded(summarise(chance)),
+            "average_map": _rounded(summarise(average))}
+
+
+def _opacity_metrics(opacity: np.ndarray, probabilities: np.ndarray, seed: int) -> dict[str, Any]:
+    """RSNA's "Lung Opacity" read with the output of the label its boxes are scored with (labels.SCORED_WITH)."""
+    label = SCORED_WITH["Lung Opacity"]
+    known = ~np.isnan(opacity)
+    y, p = opacity[known], probabilities[known, PATHOLOGIES.index(label)]
+    entry: dict[str, Any] = {"scored_with": label, "n": int(known.sum()), "positives": int(y.sum())}
+    if 0 < y.sum() < len(y):
+        low, high = bootstrap_auroc_ci(y, p, seed=seed)
+        entry |= {"auroc": round(float(auroc(y, p)), 4), "auroc_ci95": [round(low, 4), round(high, 4)]}
+    return entry
 
 
 def map_resemblance(image_maps: np.ndarray, average_maps: np.ndarray) -> dict[str, Any]:
@@ -190,21 +221,35 @@ def format_table(report: dict[str, Any]) -> str:
                   f"{resemblance['median']:.2f} over all labels, per label "
                   f"{min(resemblance['per_label'].values()):.2f}-{max(resemblance['per_label'].values()):.2f}"]
     if "alignment" in report:
-        lines += ["", "pointing game and energy inside the box: the model's maps | a random map | the model's average map",
-                  f"{'finding':<20}{'boxes':>6}{'pointing':>10}{'random':>8}{'average':>8}{'IoU':>7}{'IoBB':>7}"
-                  f"{'energy':>8}{'random':>8}{'average':>8}"]
+        lines += ["", "pointing game and energy inside the box: the model's maps (95% CI) | a random map | the model's "
+                      "average map; margin = model - average map (paired, 95% CI)",
+                  f"{'finding':<20}{'boxes':>6}{'pointing':>10}{'95% CI':>14}{'random':>8}{'average':>8}"
+                  f"{'margin':>8}{'95% CI':>16}{'energy':>8}{'95% CI':>14}{'random':>8}{'average':>8}"]
         rows = {**report["alignment"]["per_finding"], "all": report["alignment"]["all"]}
         for finding, figures in rows.items():
             model, chance, average = figures["model"], figures["random"], figures["average_map"]
-            lines.append(f"{finding:<20}{model['n']:>6}{model['pointing_hit']:>10.3f}{chance['pointing_hit']:>8.3f}"
-                         f"{average['pointing_hit']:>8.3f}{model['iou']:>7.3f}{model['iobb']:>7.3f}"
-                         f"{model['energy_inside']:>8.3f}{chance['energy_inside']:>8.3f}{average['energy_inside']:>8.3f}")
+            lines.append(f"{finding:<20}{model['n']:>6}{model['pointing_hit']:>10.3f}{_interval(model['pointing_ci95'])}"
+                         f"{chance['pointing_hit']:>8.3f}{average['pointing_hit']:>8.3f}"
+                         f"{model['pointing_margin_over_average_map']:>8.3f}{_interval(model['pointing_margin_ci95'], 16)}"
+                         f"{model['energy_inside']:>8.3f}{_interval(model['energy_inside_ci95'])}"
+                         f"{chance['energy_inside']:>8.3f}{average['energy_inside']:>8.3f}")
+        for finding, label in report["alignment"].get("scored_with", {}).items():
+            lines.append(f"({finding} boxes are scored with the {label} map)")
+    if "lung_opacity" in report:
+        opacity = report["lung_opacity"]
+        if "auroc" in opacity:
+            lines.append(f"\nLung Opacity (RSNA) read by the {opacity['scored_with']} output: AUROC {opacity['auroc']:.3f} "
+                         f"({_interval(opacity['auroc_ci95'], 0).strip()}), {opacity['positives']} of {opacity['n']} films")
     return "\n".join(lines)
+
+
+def _interval(bounds: list[float], width: int = 14) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}".rjust(width)
 
 
 def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
     """Store a report in the model card's `metrics` under name; validation status follows the NIH test report."""
-    sections: dict[str, Any] = {"metrics": {**read_card(card_path).get("metrics", {}), name: report}}
+    sections: dict[str, Any] = {"metrics": {**read_card(card_path).metrics, name: report}}
     if name == "nih_test":
         sections["validation"] = {
             label: {

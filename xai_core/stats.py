@@ -97,6 +97,21 @@ def bootstrap_auroc_ci(
     return (float(low), float(high))
 
 
+def bootstrap_mean_ci(values, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (a hit rate, an energy share, a paired difference), resampling
+    cases with replacement. (NaN, NaN) without cases. Deterministic for a given seed."""
+    if n_boot < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return (float(low), float(high))
+
+
 def expected_calibration_error(y_true, prob, *, bins: int = 10) -> float:
     """Sum over equal-width probability bins of (bin share of cases) * |observed rate - mean probability|.
 
