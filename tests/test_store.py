@@ -1,0 +1,424 @@
+"""Feedback store and audit trail on a real SQLite file and a real PostgreSQL (Debian's `postgresql`).
+
+The PostgreSQL server is started by these tests with initdb + pg_ctl in a temporary folder on a
+free localhost port (as the `postgres` user when the tests run as root) and stopped afterwards.
+Nothing is mocked: every test below runs on both databases.
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from xai_core import store
+from xai_core.__main__ import main as cli
+from xai_core.alignment import Box
+from xai_core.data import read_boxes, read_label_csv
+from xai_core.errors import XRayError
+from xai_core.imaging import read_xray
+from xai_core.labels import PATHOLOGIES
+
+APP_ROLE = "xai_app"
+PATIENT = {"PatientName": "Quixote^Dulcinea", "PatientID": "MRN-4471-ZZ", "PatientBirthDate": "19380215",
+           "AccessionNumber": "ACC-55120"}
+
+
+# --- a real PostgreSQL --------------------------------------------------------------
+
+
+def _postgres_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+    if found is None:
+        pytest.fail(f"{name} not found: install Debian's `postgresql` package (.ci/run does)")
+    return str(found)
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """initdb and pg_ctl refuse root: run them as `postgres` then."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+    superuser: str
+
+    def url(self, database: str, user: str = APP_ROLE) -> str:
+        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster for this test session, with the application's (non-superuser) role."""
+    folder = Path(tempfile.mkdtemp(prefix="xai-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    server = PostgresServer(_free_port(), "postgres" if os.geteuid() == 0 else getpass.getuser())
+    cluster, pg_ctl = folder / "cluster", _postgres_bin("pg_ctl")
+    subprocess.run(_as_server_user([_postgres_bin("initdb"), "-D", str(cluster), "-U", server.superuser,
+                                    "-A", "trust", "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)
+    options = f"-p {server.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+    subprocess.run(_as_server_user([pg_ctl, "-D", str(cluster), "-o", options, "-l", str(folder / "log"), "-w",
+                                    "start"]), check=True, capture_output=True)
+    try:
+        admin = create_engine(server.url("postgres", server.superuser), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE ROLE {APP_ROLE} LOGIN"))
+        admin.dispose()
+        yield server
+    finally:
+        subprocess.run(_as_server_user([pg_ctl, "-D", str(cluster), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL database owned by the application's role."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+    server = request.getfixturevalue("postgres_server")
+    name = f"feedback_{next(_database_numbers)}"
+    admin = create_engine(server.url("postgres", server.superuser), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name} OWNER {APP_ROLE}"))
+    admin.dispose()
+    return server.url(name)
+
+
+def _as_superuser(database_url: str) -> str:
+    """The same PostgreSQL database, reached as the cluster's superuser (an administrator)."""
+    return database_url.replace(f"{APP_ROLE}@", f"{'postgres' if os.geteuid() == 0 else getpass.getuser()}@")
+
+
+@pytest.fixture
+def feedback_store(database_url) -> Iterator[store.Store]:
+    opened = store.open_store(database_url)
+    yield opened
+    opened.engine.dispose()
+
+
+# --- inputs -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def film() -> bytes:
+    """A 600 x 400 greyscale PNG (no patient data can be in it)."""
+    pixels = np.tile(np.linspace(0, 255, 600, dtype=np.uint8), (400, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def identified_dicom(chest_dicom) -> bytes:
+    dataset = pydicom.dcmread(chest_dicom)
+    for keyword, value in PATIENT.items():
+        setattr(dataset, keyword, value)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def _feedback(reader: str = "dr.ada", pathology: str = "Nodule", **changes) -> store.ReaderFeedback:
+    shown = {label: store.ShownFinding(probability=0.7 if label == "Nodule" else 0.2, threshold=0.5)
+             for label in PATHOLOGIES}
+    base = store.ReaderFeedback(reader=reader, pathology=pathology, verdict="agree", model_version="0.4.0",
+                                weights_sha256="ab" * 32, shown=shown,
+                                overlay={"method": "Grad-CAM++", "colormap": "inferno", "opacity": 0.5})
+    return replace(base, **changes)
+
+
+class Clock:
+    """A store clock that advances by a fixed step on each reading."""
+
+    def __init__(self, step: timedelta) -> None:
+        self.moment, self.step = datetime(2025, 3, 1, 9, 0, tzinfo=UTC), step
+
+    def __call__(self) -> datetime:
+        self.moment += self.step
+        return self.moment
+
+
+# --- tests --------------------------------------------------------------------------
+
+
+def test_store_migrations_upgrade_from_empty_and_round_trip(database_url):
+    engine = store.create_store_engine(database_url)
+    assert store.current_revision(engine) is None
+    store.upgrade(engine)
+    tables = {"audit_event", "feedback", "feedback_box", "consented_image"}
+    assert tables <= set(inspect(engine).get_table_names())
+    store.downgrade(engine)
+    assert not tables & set(inspect(engine).get_table_names())
+    store.upgrade(engine)
+    assert store.current_revision(engine) == "0001"
+    saved = store.save_feedback(store.Store(engine), _feedback(), read_xray(_png(96, 64)))
+    assert saved.feedback_id == 1 and saved.audit_seq == 1
+    engine.dispose()
+
+
+def test_store_models_match_the_migration(feedback_store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with feedback_store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), store.Base.metadata)
+    assert differences == []
+
+
+def test_feedback_saved_with_boxes_and_consented_image(feedback_store, film):
+    xray = read_xray(film)
+    saved = store.save_feedback(feedback_store, _feedback(boxes=[Box(10, 20, 100, 50)], comment=" small nodule ",
+                                                          keep_image=True), xray)
+    assert (saved.pathology, saved.verdict, saved.boxes, saved.image_kept) == ("Nodule", "agree", 1, True)
+    with feedback_store.engine.connect() as connection:
+        row = connection.execute(text("SELECT reader, pixel_sha256, comment, image_rows, image_columns, "
+                                      "model_version FROM feedback")).one()
+        png = connection.execute(text("SELECT png FROM consented_image")).scalar_one()
+    assert row == ("dr.ada", store.pixel_sha256(xray), "small nodule", 400, 600, "0.4.0")
+    with Image.open(io.BytesIO(bytes(png))) as image:
+        assert image.mode == "L" and image.size == (600, 400) and not image.info
+
+
+def test_feedback_image_kept_only_with_consent_and_at_most_1024_px(feedback_store):
+    store.save_feedback(feedback_store, _feedback(), read_xray(_png(2000, 1500)))
+    with feedback_store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM consented_image")).scalar_one() == 0
+    store.save_feedback(feedback_store, _feedback(keep_image=True), read_xray(_png(2000, 1500)))
+    with feedback_store.engine.connect() as connection:
+        width, height = connection.execute(text("SELECT width, height FROM consented_image")).one()
+    assert (width, height) == (1024, 768)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"comment": "x" * (store.MAX_COMMENT_CHARS + 1)}, "at most 1000"),
+    ({"boxes": [Box(550, 10, 100, 20)]}, "outside the image"),
+    ({"boxes": [Box(10, 10, 10, 10)], "no_finding": True}, "not both"),
+    ({"reader": "dr.ada\r\nX-Admin: yes"}, "letters, digits"),
+    ({"verdict": "maybe"}, "verdict"),
+    ({"pathology": "Broken arm"}, "Broken arm"),
+    ({"comment": "nul\x00byte"}, "control characters"),
+])
+def test_feedback_bad_input_is_refused_and_nothing_stored(feedback_store, film, change, message):
+    with pytest.raises(XRayError, match=message):
+        store.save_feedback(feedback_store, _feedback(**change), read_xray(film))
+    with feedback_store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM audit_event")).scalar_one() == 0
+
+
+def test_feedback_eight_concurrent_writers_keep_every_row_and_the_audit_chain(feedback_store, film):
+    xray, writers, per_writer = read_xray(film), 8, 50
+    errors: list[BaseException] = []
+
+    def write(number: int) -> None:
+        try:
+            for _ in range(per_writer):
+                store.save_feedback(feedback_store, _feedback(reader=f"reader{number}"), xray)
+                store.record_view(feedback_store, f"reader{number}", xray, model_version="0.4.0",
+                                  pathologies=["Nodule"], overlay={})
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with feedback_store.engine.connect() as connection:
+        counts = dict(connection.execute(text("SELECT reader, count(*) FROM feedback GROUP BY reader")).all())
+    assert counts == {f"reader{n}": per_writer for n in range(writers)}
+    check = store.verify_audit(feedback_store)
+    assert check.intact and check.rows == 2 * writers * per_writer
+
+
+def test_audit_tampering_is_found_by_verify_audit(feedback_store, film, database_url, capsys, monkeypatch):
+    xray = read_xray(film)
+    for reader in ("dr.ada", "dr.bob", "dr.cy"):
+        store.save_feedback(feedback_store, _feedback(reader=reader), xray)
+    monkeypatch.setenv(store.DATABASE_URL_ENV, database_url)
+    cli(["feedback", "verify-audit"])
+    assert "intact: 3 rows" in capsys.readouterr().out
+    _behind_the_engine(database_url, "UPDATE audit_event SET actor = 'dr.mallory' WHERE seq = 2")
+    assert store.verify_audit(feedback_store).broken_at == 2
+    with pytest.raises(SystemExit, match="broken at row 2"):
+        cli(["feedback", "verify-audit"])
+
+
+def test_audit_removed_row_is_found(feedback_store, film, database_url):
+    xray = read_xray(film)
+    for reader in ("dr.ada", "dr.bob", "dr.cy"):
+        store.save_feedback(feedback_store, _feedback(reader=reader), xray)
+    _behind_the_engine(database_url, "DELETE FROM audit_event WHERE seq = 2")
+    check = store.verify_audit(feedback_store)
+    assert (check.broken_at, check.rows) == (3, 1)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_audit_update_and_delete_by_the_application_role_fail_on_postgresql(feedback_store, film):
+    store.save_feedback(feedback_store, _feedback(), read_xray(film))
+    for statement in ("UPDATE audit_event SET actor = 'dr.mallory'", "DELETE FROM audit_event",
+                      "TRUNCATE audit_event"):
+        with pytest.raises(DBAPIError, match="append-only"), feedback_store.engine.begin() as connection:
+            connection.execute(text(statement))
+    assert store.verify_audit(feedback_store).rows == 1
+
+
+def test_feedback_export_is_read_back_by_the_dataset_readers(feedback_store, film, tmp_path, database_url,
+                                                            monkeypatch, capsys):
+    kept, other = read_xray(film), read_xray(_png(300, 200))
+    store.save_feedback(feedback_store, _feedback(boxes=[Box(60, 40, 120, 80), Box(300, 100, 30, 30)],
+                                                  keep_image=True), kept)
+    store.save_feedback(feedback_store, _feedback(reader="dr.bob", pathology="Effusion", verdict="disagree"), kept)
+    store.save_feedback(feedback_store, _feedback(pathology="Mass", verdict="unsure"), kept)
+    store.save_feedback(feedback_store, _feedback(boxes=[Box(1, 1, 5, 5)]), other)  # no consent: not exported
+    monkeypatch.setenv(store.DATABASE_URL_ENV, database_url)
+    cli(["feedback", "export", "--out", str(tmp_path / "export")])
+    assert "1 images, 2 boxes from 3 feedback rows" in capsys.readouterr().out
+
+    folder = tmp_path / "export"
+    cases = read_label_csv(folder / "labels.csv", folder / "images")
+    assert len(cases) == 1 and cases[0].image.is_file()
+    labels = dict(zip(PATHOLOGIES, cases[0].labels, strict=True))
+    assert labels["Nodule"] == 1 and labels["Effusion"] == 1  # the model did not flag Effusion; dr.bob disagreed
+    assert np.isnan(labels["Mass"]) and np.isnan(labels["Hernia"])
+    boxes = read_boxes(folder / "boxes.csv")
+    assert list(boxes) == [cases[0].image.name]
+    assert [(f.label, f.box) for f in boxes[cases[0].image.name]] == [
+        ("Nodule", Box(60, 40, 120, 80)), ("Nodule", Box(300, 100, 30, 30))]
+    assert store.verify_audit(feedback_store).rows == 5  # four feedback rows and the export
+
+
+def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
+    feedback_store = replace(feedback_store, clock=Clock(timedelta(seconds=30)))
+    xray = read_xray(film)
+    for reader, verdict in (("dr.ada", "agree"), ("dr.bob", "disagree")):
+        store.record_view(feedback_store, reader, xray, model_version="0.4.0", pathologies=["Nodule"],
+                          overlay={"method": "Grad-CAM++"})
+    store.save_feedback(feedback_store, _feedback(reader="dr.ada"), xray)  # 60 s after its view
+    store.save_feedback(feedback_store, _feedback(reader="dr.bob", verdict="disagree"), xray)  # 60 s
+    store.save_feedback(feedback_store, _feedback(reader="dr.cy", verdict="unsure"), xray)  # never viewed
+    stats = store.feedback_stats(feedback_store)
+    assert stats.agreement == [store.Agreement("Nodule", 1, 1, 1, ("0.4.0",))]
+    assert [(r.group, r.count, r.median_seconds) for r in stats.by_reader] == [("dr.ada", 1, 60.0),
+                                                                               ("dr.bob", 1, 60.0)]
+    assert [(r.count, r.median_seconds) for r in stats.by_overlay] == [(2, 60.0)]
+    assert "Nodule" in store.format_stats(stats)
+
+
+def test_feedback_privacy_no_patient_identifier_in_a_dump_of_the_database(feedback_store, identified_dicom,
+                                                                         database_url):
+    xray = read_xray(identified_dicom)
+    store.record_view(feedback_store, "dr.ada", xray, model_version="0.4.0", pathologies=list(PATHOLOGIES),
+                      overlay={"method": "Grad-CAM++"})
+    store.save_feedback(feedback_store, _feedback(boxes=[Box(100, 100, 200, 200)], keep_image=True), xray)
+    feedback_store.engine.dispose()
+    dump = _dump(database_url)
+    assert b"consented_image" in dump and store.pixel_sha256(xray).encode() in dump
+    for value in PATIENT.values():
+        assert value.encode() not in dump
+        assert value.replace("^", " ").encode() not in dump
+    assert xray.sha256.encode() not in dump  # the file's hash would tie the row to the identified file
+
+
+def test_store_unreachable_database_says_so_and_nothing_half_written():
+    engine = store.create_store_engine(f"postgresql://nobody@127.0.0.1:{_free_port()}/none?connect_timeout=2")
+    with pytest.raises(store.FeedbackNotSaved, match="cannot be reached"):
+        store.save_feedback(store.Store(engine), _feedback(), read_xray(_png(64, 64)))
+
+
+def test_store_default_database_is_a_wal_sqlite_file_in_the_data_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(store.DATABASE_URL_ENV, raising=False)
+    monkeypatch.setenv(store.DATA_FOLDER_ENV, str(tmp_path / "data"))
+    cli(["db", "upgrade"])
+    opened = store.open_store()
+    with opened.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert opened.engine.url.database == str(tmp_path / "data" / store.SQLITE_FILE)
+    opened.engine.dispose()
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _png(width: int, height: int) -> bytes:
+    rng = np.random.default_rng(width * height)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _behind_the_engine(database_url: str, statement: str) -> None:
+    """Edit the audit table as an administrator would, around the engine and its trigger."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text(statement))
+    else:
+        engine = create_engine(_as_superuser(database_url))
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+            connection.execute(text(statement))
+            connection.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+    engine.dispose()
+
+
+def _dump(database_url: str) -> bytes:
+    """Everything the database holds: the SQLite file (and its WAL), or pg_dump's plain output."""
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    url = _as_superuser(database_url).replace("postgresql+psycopg", "postgresql")
+    return subprocess.run([_postgres_bin("pg_dump"), "--dbname", url, "--inserts"], check=True,
+                          capture_output=True).stdout
+
+
+def test_feedback_panel_saves_from_the_page_and_confirms(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    url = f"sqlite:///{tmp_path / 'page.sqlite3'}"
+    monkeypatch.setenv(store.DATABASE_URL_ENV, url)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=180)
+    at.run()
+    next(button for button in at.button if button.label.startswith("Open the sample")).click().run()
+    next(radio for radio in at.radio if radio.label == "Verdict").set_value("disagree")
+    next(area for area in at.text_area if area.label.startswith("Comment")).set_value("edge of the heart")
+    next(button for button in at.button if button.label == "Save feedback").click().run()
+    assert not at.exception and [error.value for error in at.error] == []
+    assert any(success.value.startswith("Saved: 'disagree'") for success in at.success)
+    opened = store.open_store(url)
+    with opened.engine.connect() as connection:
+        assert connection.execute(text("SELECT verdict, comment FROM feedback")).all() == [
+            ("disagree", "edge of the heart")]
+        actions = connection.execute(text("SELECT action FROM audit_event ORDER BY seq")).scalars().all()
+    assert actions == ["explanation_viewed", "feedback_saved"]
+    assert store.verify_audit(opened).intact
+    opened.engine.dispose()
