@@ -1,0 +1,277 @@
+"""Explanation methods (xai_core.methods) and their checks (xai_core.faithfulness), on the real checkpoint.
+
+Closed forms equal pytorch-grad-cam; Integrated Gradients is complete; occlusion and Kernel SHAP
+find the one patch a synthetic model reads; the randomisation check changes Grad-CAM++ and flags an
+input-only edge detector. Inputs are small wherever the claim does not depend on the size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from skimage.filters import sobel
+from torch import nn
+
+from xai_core.__main__ import build_parser, main
+from xai_core.alignment import Box
+from xai_core.errors import XRayError
+from xai_core.faithfulness import faithfulness, sanity_check
+from xai_core.imaging import read_xray
+from xai_core.labels import PATHOLOGIES
+from xai_core.method_evaluation import compare_methods, format_comparison
+from xai_core.methods import (
+    METHODS,
+    GreyInputNetwork,
+    attribute,
+    class_activation_maps,
+    grad_cam,
+    grey_input,
+    integrated_gradients,
+    map_agreement,
+)
+from xai_core.model import XRayModel
+from xai_core.preprocessing import InputSpec
+
+SMALL = 64  # input size for claims that hold at any size
+PATCH = (slice(16, 32), slice(32, 48))  # rows, columns of the one patch the synthetic model reads
+CHEAP_OPTIONS = {
+    "smoothgrad": {"samples": 2},
+    "integrated_gradients": {"steps": 4},
+    "gradient_shap": {"samples": 2},
+    "occlusion": {"segments": 16},
+    "kernel_shap": {"segments": 16, "samples": 24},
+}
+
+
+@pytest.fixture(scope="module")
+def chest(chest_dicom):
+    return read_xray(chest_dicom)
+
+
+@pytest.fixture(scope="module")
+def small_model(model) -> XRayModel:
+    """The real checkpoint reading a 64 x 64 film: same weights, 2 x 2 grid at layer4."""
+    return replace(model, input_spec=InputSpec(size=SMALL, mean=model.input_spec.mean, std=model.input_spec.std))
+
+
+class PatchReader(nn.Module):
+    """Every label's logit is the mean grey of one patch: nothing outside it matters."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        grey = inputs[:, 0] * self.spec.std + self.spec.mean
+        return (8 * grey[:, PATCH[0], PATCH[1]].mean(dim=(1, 2)) - 4)[:, None].expand(-1, len(PATHOLOGIES))
+
+
+@pytest.fixture(scope="module")
+def patch_model(model) -> XRayModel:
+    """The real checkpoint's card (labels, calibration) over a network that reads one patch of a 64 x 64 film."""
+    spec = InputSpec(size=SMALL)
+    return replace(model, network=PatchReader(spec), input_spec=spec, feature_distribution=None)
+
+
+@pytest.fixture(scope="module")
+def patch_film() -> np.ndarray:
+    """A smooth film with a brighter square where the synthetic model reads, at the input size."""
+    rows, columns = np.mgrid[0:SMALL, 0:SMALL] / SMALL
+    film = (0.2 + 0.3 * rows + 0.1 * columns).astype(np.float32)
+    film[PATCH] = 0.9
+    return film
+
+
+def _inside_patch(attribution_map: np.ndarray) -> bool:
+    row, column = np.unravel_index(int(np.argmax(attribution_map)), attribution_map.shape)
+    return PATCH[0].start <= row < PATCH[0].stop and PATCH[1].start <= column < PATCH[1].stop
+
+
+def test_grad_cam_method_equals_pytorch_grad_cam(model, chest):
+    """Compared at the network's input size, where both sides scale the same map: the library's exact output.
+
+    The closed form is the same for every label; three (the library costs a backward pass each) stand for all 14.
+    """
+    size = model.input_spec.size
+    ours = attribute(model, chest, PATHOLOGIES, "grad_cam")
+    assert ours.forward_passes == 1  # all 14 labels from one forward pass, no backward
+    labels = PATHOLOGIES[:3]
+    network = model.network
+    inputs = model.input_spec.prepare(chest.pixels, model.device)
+    network.requires_grad_(True)
+    try:
+        with GradCAM(model=network, target_layers=[network.layer4[-1]]) as cam:
+            targets = [ClassifierOutputTarget(PATHOLOGIES.index(label)) for label in labels]
+            reference = np.stack([cam(input_tensor=inputs, targets=[target])[0] for target in targets])
+    finally:
+        network.requires_grad_(False)
+    maps = np.stack([ours.normalized_map(label, (size, size)) for label in labels])
+    assert maps.shape == reference.shape == (len(labels), size, size)
+    assert np.abs(maps - reference).max() <= 1e-5
+    assert np.abs(maps[0] - maps[1]).max() > 1e-2  # labels differ: the equality is not trivial
+
+
+def test_cam_method_is_signed_and_its_positive_part_is_grad_cam(model, chest):
+    """CAM = sum_k W[c,k] A_k and Grad-CAM = relu(CAM) / (h w): so scaled, CAM's positive part is the library's map."""
+    indices = tuple(range(14))
+    cams = class_activation_maps(model, chest.pixels, indices)
+    grad_cams = grad_cam(model, chest.pixels, indices)
+    h, w = cams.shape[-2:]
+    torch.testing.assert_close(cams.clamp(min=0) / (h * w), grad_cams, rtol=1e-6, atol=1e-7)
+    assert float(cams.min()) < 0 < float(cams.max())  # negative evidence is kept, unlike Grad-CAM
+    at_image = attribute(model, chest, "Effusion", "cam")
+    assert at_image.map("Effusion").shape == chest.pixels.shape and at_image.forward_passes == 1
+
+
+def test_integrated_gradients_completeness_at_64_steps(small_model, chest):
+    """Attributions sum to f(film) - f(black film) within 5%: the real weights on a 64 x 64 film, the two
+    labels whose logits move most (completeness holds for any label; two keep the test fast)."""
+    grey = grey_input(small_model, chest.pixels)
+    with torch.inference_mode():
+        logits = GreyInputNetwork(small_model)(torch.cat([grey, torch.zeros_like(grey)]))
+    differences = (logits[0] - logits[1]).numpy()
+    indices = tuple(int(i) for i in np.argsort(-np.abs(differences))[:2])
+    assert np.abs(differences[list(indices)]).min() > 0.3  # a difference worth 5% of
+    totals = integrated_gradients(small_model, chest.pixels, indices, steps=64).sum(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(totals, differences[list(indices)], rtol=0.05)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "kernel_shap"])
+def test_superpixel_method_puts_its_maximum_in_the_one_patch_the_model_reads(patch_model, patch_film, method):
+    options = {"samples": 120} if method == "kernel_shap" else {}
+    attribution = attribute(patch_model, patch_film, "Effusion", method, options=options)
+    raw = attribution.map("Effusion")
+    assert raw.shape == patch_film.shape
+    assert _inside_patch(raw)
+    outside = np.ones_like(raw, dtype=bool)
+    outside[PATCH] = False
+    assert np.abs(raw[outside]).max() < 0.1 * raw.max()
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_gives_a_map_at_the_image_resolution_with_its_cost(small_model, chest, method):
+    pixels = chest.pixels[::16, ::16]  # a 123 x 116 film: not the input size, not square
+    attribution = attribute(small_model, pixels, ["Effusion", "Cardiomegaly"], method,
+                            options=CHEAP_OPTIONS.get(method))
+    assert attribution.maps.shape[0] == 2 and attribution.maps.dtype == np.float32
+    assert np.isfinite(attribution.maps).all()
+    assert attribution.map("Effusion").shape == pixels.shape
+    shown = attribution.normalized_map("Cardiomegaly")
+    assert shown.shape == pixels.shape and 0.0 <= shown.min() and shown.max() <= 1.0
+    assert attribution.seconds > 0 and attribution.forward_passes >= 1
+    if METHODS[method].one_pass:
+        assert attribution.forward_passes == 1
+
+
+def test_method_costs_are_counted_in_forward_passes(small_model, chest):
+    assert attribute(small_model, chest, "Effusion", "integrated_gradients", options={"steps": 8}).forward_passes == 8
+    assert attribute(small_model, chest, "Effusion", "smoothgrad", options={"samples": 3}).forward_passes == 3
+
+
+def test_unknown_method_or_label_is_a_clear_error(small_model, chest):
+    with pytest.raises(XRayError, match="not an explanation method"):
+        attribute(small_model, chest, "Effusion", "lime")
+    with pytest.raises(XRayError, match="14 pathologies"):
+        attribute(small_model, chest, "Broken leg", "grad_cam")
+    with pytest.raises(XRayError, match="at least one pathology"):
+        attribute(small_model, chest, [], "grad_cam")
+    attribution = attribute(small_model, chest, "Effusion", "grad_cam")
+    with pytest.raises(XRayError, match="computed for Effusion"):
+        attribution.map("Cardiomegaly")
+
+
+def test_faithful_map_beats_random_on_deletion_and_insertion(patch_model, patch_film):
+    patch_map = np.zeros_like(patch_film)
+    patch_map[PATCH] = 1.0
+    faithful = faithfulness(patch_model, patch_film, "Effusion", patch_map, steps=16)
+    assert faithful.beats_random
+    assert faithful.deletion.area < 0.5 * faithful.random_deletion.area
+    unfaithful = faithfulness(patch_model, patch_film, "Effusion", 1.0 - patch_map, steps=16)
+    assert not unfaithful.beats_random
+
+
+def test_faithfulness_curves_run_from_the_film_to_black_and_from_blur_to_the_film(small_model, chest):
+    saliency_map = attribute(small_model, chest, "Effusion", "saliency").normalized_map("Effusion")
+    result = faithfulness(small_model, chest, "Effusion", saliency_map, steps=4)
+    grey = grey_input(small_model, chest.pixels)
+    with torch.inference_mode():
+        logits = GreyInputNetwork(small_model)(torch.cat([grey, torch.zeros_like(grey)])).numpy()
+    film, black = small_model.probabilities(logits)[:, PATHOLOGIES.index("Effusion")]
+    for curve in (result.deletion, result.random_deletion):
+        assert curve.probabilities[0] == pytest.approx(film, abs=1e-5)
+        assert curve.probabilities[-1] == pytest.approx(black, abs=1e-5)
+    assert result.insertion.probabilities[-1] == pytest.approx(film, abs=1e-5)
+    np.testing.assert_array_equal(result.deletion.fractions, [0, 0.25, 0.5, 0.75, 1])
+    assert 0.0 <= result.deletion.area <= 1.0 and 0.0 <= result.insertion.area <= 1.0
+
+
+def test_sanity_check_randomisation_changes_grad_cam_plus_plus_maps(model, chest):
+    weights_before = {name: tensor.clone() for name, tensor in model.network.state_dict().items()}
+    check = sanity_check(model, chest, "Effusion", "grad_cam_plus_plus")
+    assert [step.block for step in check.steps] == ["fc", "layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]
+    assert check.passed and check.method == "grad_cam_plus_plus"
+    assert check.steps[0].spearman < 0.9  # a new head alone already changes the map
+    assert check.steps[-1].ssim < 0.5
+    for name, tensor in model.network.state_dict().items():  # a copy was randomised, never the loaded model
+        assert torch.equal(tensor, weights_before[name]), name
+
+
+def test_sanity_check_flags_an_input_only_edge_detector(model, chest):
+    """A map computed from the pixels alone survives any randomisation: the check must be able to fail."""
+
+    def edge_detector(_model: XRayModel, pixels: np.ndarray, _label: str) -> np.ndarray:
+        return sobel(pixels)
+
+    check = sanity_check(model, chest, "Effusion", edge_detector)
+    assert not check.passed
+    assert all(step.spearman > 0.99 and step.ssim > 0.99 for step in check.steps)
+    assert check.method == "edge_detector"
+
+
+def test_method_comparison_on_boxes_reports_alignment_faithfulness_and_sanity(small_model, shared_data, tmp_path):
+    source = shared_data / "nih" / "boxes.csv"
+    rows = source.read_text().splitlines()
+    boxes_csv = tmp_path / "boxes.csv"
+    boxes_csv.write_text("\n".join(rows[:3]) + "\n")  # the header and two boxes
+    comparison = compare_methods(small_model, ["grad_cam_plus_plus", "cam"], images=shared_data / "nih" / "images",
+                                 boxes_csv=boxes_csv, curve_steps=2, sanity_films=1)
+    assert set(comparison["methods"]) == {"grad_cam_plus_plus", "cam"} and comparison["unreadable"] == []
+    chance = []  # a random map's maximum hits a box as often as the box covers the film
+    for row in rows[1:3]:
+        image, _finding, *corner = row.split(",")
+        shape = read_xray(shared_data / "nih" / "images" / image).pixels.shape
+        chance.append(Box(*map(float, corner)).area_fraction(shape))
+    for report in comparison["methods"].values():
+        figures = report["alignment"]["all"]
+        assert figures["model"]["n"] == 2 and 0.0 <= figures["model"]["pointing_hit"] <= 1.0
+        assert figures["random"]["pointing_hit"] == pytest.approx(np.mean(chance), abs=1e-3)
+        faithful = report["faithfulness"]["all"]
+        assert faithful["n"] == 2 and 0.0 <= faithful["deletion_auc"] <= 1.0
+        assert len(report["sanity"]["checks"]) == 1 and len(report["sanity"]["checks"][0]["steps"]) == 7
+    table = format_comparison(comparison)
+    assert "Grad-CAM++" in table and "CAM" in table
+
+
+def test_evaluate_methods_needs_boxes(tmp_path, capsys):
+    arguments = ["evaluate", "--images", str(tmp_path), "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "report.json"), "--methods", "cam", "grad_cam"]
+    assert build_parser().parse_args(arguments).methods == ["cam", "grad_cam"]
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    assert stopped.value.code == 2 and "--boxes" in capsys.readouterr().err
+
+
+def test_method_agreement_of_two_maps_in_figures_and_words():
+    ramp = np.tile(np.linspace(0.0, 1.0, 32), (32, 1))
+    same = map_agreement(ramp, ramp)
+    assert same.rank_correlation == pytest.approx(1.0) and same.region_overlap == 1.0
+    assert "strongly agree" in same.in_words() and "overlap 100%" in same.in_words()
+    opposite = map_agreement(ramp, 1.0 - ramp)
+    assert opposite.rank_correlation == pytest.approx(-1.0) and opposite.region_overlap == 0.0
+    assert "hardly agree" in opposite.in_words()
+    assert map_agreement(ramp, np.zeros_like(ramp)).rank_correlation == 0.0  # a flat map ranks nothing

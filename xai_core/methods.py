@@ -1,0 +1,383 @@
+"""Explanation methods behind one call: (model, X-ray or pixels, label(s)) -> maps at the image's resolution + cost.
+
+Every method sees what the network sees: the grey film at the model's input size
+(1, 1, S, S) in [0, 1] (`grey_input`), the network wrapped to read it
+(`GreyInputNetwork`), so baselines and occluders are films too (black = 0) and an
+attribution is per grey pixel, never per copied colour channel.
+
+Closed forms, one forward pass for every label (global average pooling + linear head,
+A = layer4's activations K x h x w, W = the head's weights):
+
+    CAM (Zhou et al. 2016)        cam_c      = sum_k W[c, k] A_k                  (signed)
+    Grad-CAM (Selvaraju 2017)     dy_c/dA_k  = W[c, k] / (h w) at every position, so the mean
+                                  gradient is W[c, k] / (h w) and grad_cam_c = relu(cam_c) / (h w)
+    Grad-CAM++                    explain.py's closed form, unchanged
+
+Everything else is the library's: Captum's Integrated Gradients, Gradient SHAP,
+feature ablation (occlusion) and Kernel SHAP on SLIC superpixels (scikit-image),
+Guided Grad-CAM; explain.saliency for the gradient and SmoothGrad.
+
+Cost is measured, not estimated: the seconds the call took and the number of images
+the network ran forward on (a forward pass hook counts them), so a reader can compare
+methods in multiples of the one forward pass that explain() needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import FeatureAblation, GradientShap, GuidedGradCam, IntegratedGradients, KernelShap, LayerGradCam
+from scipy.stats import spearmanr
+from skimage.segmentation import slic
+from torch import nn
+
+from .errors import XRayError
+from .explain import has_pooled_linear_head, captured_output, explain, normalized_cam, saliency
+from .imaging import XRay
+from .labels import require_label
+from .model import XRayModel
+
+IG_STEPS = 32
+SMOOTHGRAD_SAMPLES = 16
+GRADIENT_SHAP_SAMPLES = 16
+GRADIENT_SHAP_NOISE = 0.1  # sd of the noise added to each sample, in grey units
+KERNEL_SHAP_SAMPLES = 200
+SUPERPIXELS = 64  # SLIC's target number of segments on the input-size film
+SLIC_COMPACTNESS = 0.1  # grey images in [0, 1]: colour distance is small, so is the balance against space
+BATCH = 16  # images per forward pass inside the Captum methods: bounds memory, not results
+
+MethodCompute = Callable[..., torch.Tensor]  # (model, pixels, label indices, **options) -> (L, h, w)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explanation method: how to compute it and how to read it."""
+
+    name: str
+    title: str
+    compute: MethodCompute
+    magnitude: bool  # drawn as |map|: the sign (for or against the label) is in the raw map only
+    one_pass: bool  # every label from the one forward pass explain() makes: switching is instant
+    reference: str
+
+
+@dataclass(frozen=True, eq=False)
+class Attribution:
+    """What one method says about some labels of one image, and what it cost.
+
+    `maps` stay at the method's own resolution (layer4's grid for the CAM family, the
+    input size for the Captum methods, the image's for saliency) on its own scale;
+    `map` and `normalized_map` resize them to the image on demand, as Explanation does.
+    """
+
+    method: str
+    labels: tuple[str, ...]
+    maps: np.ndarray  # (L, h, w) float32
+    image_shape: tuple[int, int]  # (H, W) of the XRay
+    magnitude: bool
+    seconds: float
+    forward_passes: int  # images the network ran forward on (one plain forward pass = 1)
+
+    def map(self, label: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The raw map for one label resized (bilinear) to shape, the image's by default; signed where the method is."""
+        raw = torch.from_numpy(self.maps[self._index(label)])
+        return resize_maps(raw[None], shape or self.image_shape)[0].numpy()
+
+    def normalized_map(self, label: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The map in [0, 1] as the page draws it, scaled as pytorch-grad-cam scales (min-max, resize, min-max);
+        of its magnitude where the method's sign is not drawn."""
+        raw = self.maps[self._index(label)]
+        return normalized_cam(np.abs(raw) if self.magnitude else raw, shape or self.image_shape)
+
+    def _index(self, label: str) -> int:
+        name = require_label(label)
+        if name not in self.labels:
+            raise XRayError(f"This {self.method} explanation was computed for {', '.join(self.labels)}, not {name}.")
+        return self.labels.index(name)
+
+
+class GreyInputNetwork(nn.Module):
+    """The network reading a grey film at its input size, (N, 1, S, S) in [0, 1], normalised as its input spec says."""
+
+    def __init__(self, model: XRayModel) -> None:
+        super().__init__()
+        self.network = model.network
+        self.input_spec = model.input_spec
+
+    def forward(self, grey: torch.Tensor) -> torch.Tensor:
+        return self.network(self.input_spec.normalise(grey[:, 0]))
+
+
+def grey_input(model: XRayModel, pixels: np.ndarray) -> torch.Tensor:
+    """An image's grey pixels (H, W) -> the film the network sees, (1, 1, S, S) in [0, 1]."""
+    tensor = torch.tensor(np.asarray(pixels, dtype=np.float32), device=model.device)
+    return model.input_spec.resize(tensor)[None, None]
+
+
+def attribute(
+    model: XRayModel,
+    xray: XRay | np.ndarray,
+    labels: str | Sequence[str],
+    method: str = "grad_cam_plus_plus",
+    *,
+    options: Mapping[str, Any] | None = None,
+) -> Attribution:
+    """Run one method for one or more labels.
+
+    options go to the method's compute function (e.g. {"steps": 64} for integrated_gradients).
+    """
+    chosen = method_named(method)
+    names = (labels,) if isinstance(labels, str) else tuple(labels)
+    if not names:
+        raise XRayError("Choose at least one pathology to explain.")
+    indices = tuple(model.labels.index(require_label(name)) for name in names)
+    pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
+    start = time.perf_counter()
+    with counted_forward_passes(model.network) as passes:
+        native = chosen.compute(model, pixels, indices, **dict(options or {}))
+    return Attribution(
+        method=chosen.name,
+        labels=tuple(model.labels[index] for index in indices),
+        maps=native.detach().float().cpu().numpy(),
+        image_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
+        magnitude=chosen.magnitude,
+        seconds=time.perf_counter() - start,
+        forward_passes=passes[0],
+    )
+
+
+def method_named(name: str) -> Method:
+    if name not in METHODS:
+        raise XRayError(f"'{name}' is not an explanation method this viewer offers: {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+@contextmanager
+def counted_forward_passes(network: nn.Module) -> Iterator[list[int]]:
+    """Count the images a network runs forward on while the block is open; the hook is always removed."""
+    count = [0]
+
+    def add(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        count[0] += int(inputs[0].shape[0])
+
+    handle = network.register_forward_pre_hook(add)
+    try:
+        yield count
+    finally:
+        handle.remove()
+
+
+# --- closed forms: one forward pass, every label ---
+
+
+def grad_cam_plus_plus(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+    """explain()'s raw Grad-CAM++ maps (closed form for a pooled linear head, autograd otherwise)."""
+    return torch.from_numpy(explain(model, pixels).raw_cams[list(indices)])
+
+
+def class_activation_maps(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+    """CAM: sum_k W[c, k] A_k, signed, at layer4's resolution. Needs a pooled linear head."""
+    if not has_pooled_linear_head(model.network):
+        raise XRayError(
+            "CAM needs a network whose head is global average pooling and one linear layer; this one is not."
+        )
+    activations = _last_block_activations(model, pixels)
+    weights = model.network.fc.weight.float()[list(indices)]
+    return torch.einsum("lk,khw->lhw", weights, activations)
+
+
+def grad_cam(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+    """Grad-CAM at layer4's resolution: relu(CAM) / (h w) in closed form, Captum's LayerGradCam for other heads."""
+    if has_pooled_linear_head(model.network):
+        cams = class_activation_maps(model, pixels, indices)
+        return cams.clamp(min=0) / (cams.shape[-2] * cams.shape[-1])
+    grey_network, grey = GreyInputNetwork(model), grey_input(model, pixels)
+    layer_grad_cam = LayerGradCam(grey_network, model.network.layer4)
+    return torch.cat([layer_grad_cam.attribute(grey, target=index, relu_attributions=True)[0] for index in indices])
+
+
+def _last_block_activations(model: XRayModel, pixels: np.ndarray) -> torch.Tensor:
+    inputs = model.input_spec.prepare(pixels, model.device)
+    with torch.inference_mode(), captured_output(model.network.layer4) as outputs:
+        model.network(inputs)
+    return outputs[0][0].float().clone()  # (K, h, w), out of inference mode
+
+
+# --- gradients ---
+
+
+def gradient_saliency(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+    """explain.saliency for each label: |d logit / d pixel|, already at the image's resolution and in [0, 1]."""
+    return torch.stack([torch.from_numpy(saliency(model, pixels, model.labels[index])) for index in indices])
+
+
+def smoothgrad(
+    model: XRayModel, pixels: np.ndarray, indices: Sequence[int], *, samples: int = SMOOTHGRAD_SAMPLES, seed: int = 0
+) -> torch.Tensor:
+    """explain.saliency averaged over noisy copies of the film."""
+    return torch.stack([
+        torch.from_numpy(saliency(model, pixels, model.labels[index], smoothgrad_samples=samples, seed=seed))
+        for index in indices
+    ])
+
+
+def integrated_gradients(
+    model: XRayModel, pixels: np.ndarray, indices: Sequence[int], *, steps: int = IG_STEPS
+) -> torch.Tensor:
+    """Integrated Gradients (Sundararajan et al. 2017) from a black film, per grey pixel at the input size.
+
+    Completeness: a label's map sums to its logit on the film minus its logit on the black film.
+    """
+    grey = grey_input(model, pixels)
+    ig = IntegratedGradients(GreyInputNetwork(model))
+    return torch.cat([
+        ig.attribute(grey, baselines=torch.zeros_like(grey), target=index, n_steps=steps, internal_batch_size=BATCH)[0]
+        for index in indices
+    ])
+
+
+def gradient_shap(
+    model: XRayModel,
+    pixels: np.ndarray,
+    indices: Sequence[int],
+    *,
+    samples: int = GRADIENT_SHAP_SAMPLES,
+    noise: float = GRADIENT_SHAP_NOISE,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Gradient SHAP (Lundberg & Lee 2017, Captum's): expected gradients against a black and a mid-grey film."""
+    grey = grey_input(model, pixels)
+    baselines = torch.cat([torch.zeros_like(grey), torch.full_like(grey, 0.5)])
+    explainer = GradientShap(GreyInputNetwork(model))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.cat([
+            explainer.attribute(grey, baselines=baselines, target=index, n_samples=samples, stdevs=noise)[0]
+            for index in indices
+        ])
+
+
+def guided_grad_cam(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+    """Guided Grad-CAM (Selvaraju et al. 2017, Captum's): guided backpropagation times layer4's Grad-CAM."""
+    grey = grey_input(model, pixels)
+    explainer = GuidedGradCam(GreyInputNetwork(model), model.network.layer4)
+    return torch.cat([explainer.attribute(grey, target=index, interpolate_mode="bilinear")[0] for index in indices])
+
+
+# --- perturbation on superpixels ---
+
+
+def superpixels(grey: torch.Tensor, segments: int = SUPERPIXELS) -> torch.Tensor:
+    """SLIC superpixels of the input-size film, (1, 1, S, S) -> (1, 1, S, S) segment ids from 0."""
+    film = grey[0, 0].detach().cpu().numpy().astype(np.float64)
+    labels = slic(film, n_segments=segments, compactness=SLIC_COMPACTNESS, channel_axis=None, start_label=0)
+    return torch.from_numpy(labels.astype(np.int64)).to(grey.device)[None, None]
+
+
+def occlusion(
+    model: XRayModel, pixels: np.ndarray, indices: Sequence[int], *, segments: int = SUPERPIXELS
+) -> torch.Tensor:
+    """Occlusion on superpixels (Captum's feature ablation): the logit lost when a segment is blacked out."""
+    grey = grey_input(model, pixels)
+    mask = superpixels(grey, segments)
+    ablation = FeatureAblation(GreyInputNetwork(model))
+    return torch.cat([
+        ablation.attribute(grey, baselines=0.0, target=index, feature_mask=mask, perturbations_per_eval=BATCH)[0]
+        for index in indices
+    ])
+
+
+def kernel_shap(
+    model: XRayModel,
+    pixels: np.ndarray,
+    indices: Sequence[int],
+    *,
+    segments: int = SUPERPIXELS,
+    samples: int = KERNEL_SHAP_SAMPLES,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Kernel SHAP (Lundberg & Lee 2017, Captum's) on superpixels, a missing segment blacked out."""
+    grey = grey_input(model, pixels)
+    mask = superpixels(grey, segments)
+    explainer = KernelShap(GreyInputNetwork(model))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.cat([
+            explainer.attribute(
+                grey, baselines=0.0, target=index, feature_mask=mask, n_samples=samples, perturbations_per_eval=BATCH
+            )[0]
+            for index in indices
+        ])
+
+
+def resize_maps(maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(L, h, w) -> (L, H, W), bilinear with half-pixel centres (as explain.py resizes), antialiased when shrinking."""
+    if tuple(maps.shape[-2:]) == tuple(shape):
+        return maps
+    shrinking = shape[0] < maps.shape[-2] or shape[1] < maps.shape[-1]
+    resized = F.interpolate(maps[:, None], size=tuple(shape), mode="bilinear", align_corners=False, antialias=shrinking)
+    return resized[:, 0]
+
+
+@dataclass(frozen=True)
+class MapAgreement:
+    """How far two maps of the same film and pathology agree, in figures and in words."""
+
+    rank_correlation: float  # Spearman's rho over pixels
+    region_overlap: float  # IoU of the regions at or above the threshold of each normalised map
+    threshold: float
+
+    def in_words(self) -> str:
+        rho = self.rank_correlation
+        strength = "strongly" if rho >= 0.7 else "partly" if rho >= 0.3 else "hardly"
+        return (f"The two maps {strength} agree: rank correlation {rho:.2f}; their strongest regions "
+                f"(at or above {self.threshold:.0%} of each map's range) overlap {self.region_overlap:.0%} (IoU).")
+
+
+def map_agreement(first: np.ndarray, second: np.ndarray, *, threshold: float = 0.5) -> MapAgreement:
+    """Agreement of two normalised maps (H, W) in [0, 1] of the same film."""
+    if first.shape != second.shape:
+        raise ValueError(f"maps of one film must have one shape, got {first.shape} and {second.shape}")
+    first_region, second_region = first >= threshold, second >= threshold
+    union = np.logical_or(first_region, second_region).sum()
+    overlap = float(np.logical_and(first_region, second_region).sum() / union) if union else 0.0
+    return MapAgreement(rank_correlation(first, second), overlap, threshold)
+
+
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Spearman's rho over pixels; 0 when either map is flat (it ranks nothing, so agrees with nothing)."""
+    if np.ptp(first) == 0 or np.ptp(second) == 0:
+        return 0.0
+    return float(spearmanr(np.ravel(first), np.ravel(second)).statistic)
+
+
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("grad_cam_plus_plus", "Grad-CAM++", grad_cam_plus_plus, magnitude=False, one_pass=True,
+               reference="Chattopadhay et al. 2018"),
+        Method("grad_cam", "Grad-CAM", grad_cam, magnitude=False, one_pass=True, reference="Selvaraju et al. 2017"),
+        Method("cam", "CAM", class_activation_maps, magnitude=False, one_pass=True, reference="Zhou et al. 2016"),
+        Method("saliency", "Gradient saliency", gradient_saliency, magnitude=False, one_pass=False,
+               reference="Simonyan et al. 2014"),
+        Method("smoothgrad", "SmoothGrad", smoothgrad, magnitude=False, one_pass=False,
+               reference="Smilkov et al. 2017"),
+        Method("integrated_gradients", "Integrated Gradients", integrated_gradients, magnitude=True, one_pass=False,
+               reference="Sundararajan et al. 2017"),
+        Method("gradient_shap", "Gradient SHAP", gradient_shap, magnitude=True, one_pass=False,
+               reference="Lundberg & Lee 2017"),
+        Method("occlusion", "Occlusion (superpixels)", occlusion, magnitude=True, one_pass=False,
+               reference="Zeiler & Fergus 2014"),
+        Method("kernel_shap", "Kernel SHAP (superpixels)", kernel_shap, magnitude=True, one_pass=False,
+               reference="Lundberg & Lee 2017"),
+        Method("guided_grad_cam", "Guided Grad-CAM", guided_grad_cam, magnitude=True, one_pass=False,
+               reference="Selvaraju et al. 2017"),
+    )
+}
