@@ -24,6 +24,9 @@ from streamlit.delta_generator import DeltaGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run app/main.py` from anywhere
 
+from app.feedback_panel import feedback_panel  # noqa: E402
+from app.method_picker import method_comparison  # noqa: E402
+from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
 from xai_core.explain import Explanation, explain, saliency  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray, with_window  # noqa: E402
@@ -273,7 +276,7 @@ def probability_table(model: XRayModel, explanation: Explanation, order: list[st
     thresholds, status = model.thresholds(), model.validation_status()
     probability_help = ("Calibrated on validation films (model card): of the films given about this value there, "
                         "about this share had the finding. Where the finding is commoner or rarer, so is the share."
-                        if "calibration" in model.card else "Not calibrated: read it as a ranking, not a risk.")
+                        if model.card.calibration is not None else "Not calibrated: read it as a ranking, not a risk.")
     PATHOLOGY_TABLE(key="pathology_table", on_picked_change=_pick_from_table, data={
         "columns": [
             {"title": "Pathology", "className": "cxr-name"},
@@ -447,6 +450,7 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
                    hover_grid(explanation, label))
         legend(settings, explanation, label)
         map_evidence(model, label)
+        method_comparison(model, xray, window, label, grey, explanation.normalized_map(label, grey.shape), settings)
 
     record = explanation_record(model, xray, explanation,
                                 {**settings, "pathology_shown": label, "window": list(window) if window else None})
@@ -458,6 +462,8 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
             "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
+        feedback_panel(model, xray, explanation, label, settings)
+        send_to_pacs(model, xray, explanation, label, settings)
 
 
 def welcome() -> None:
@@ -486,6 +492,7 @@ def main() -> None:
         return
     header(model)
     showing = image_source()
+    pacs_source(_keep_image)  # only when $XAI_DICOMWEB_URL names a PACS
     settings = overlay_settings()
     image = st.session_state.get("image")
     if image is None:

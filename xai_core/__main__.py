@@ -1,4 +1,4 @@
-"""Command line: `python -m xai_core explain | evaluate | train`."""
+"""Command line: `python -m xai_core explain | evaluate | train | db | feedback`."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import train as training
+from .training import cli as training
 from .errors import XRayError
 from .labels import PATHOLOGIES, require_label
 from .model import default_card
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+    from .imaging import XRay
+    from .model import XRayModel
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -51,17 +57,44 @@ def _explain(args: argparse.Namespace) -> None:
             )
             png = to_png_bytes(overlay, text_metadata={"model_version": model.version, "label": label})
             (args.out / f"{image.stem}_{label}.png").write_bytes(png)
+        if args.dicom_out or args.stow:
+            try:
+                _dicom_results_out(args, model, image, xray, explanation, labels)
+            except XRayError as error:
+                tqdm.write(f"{image.name}: {error}")
+                failures += 1
     if failures:
-        raise SystemExit(f"{failures} of {len(args.images)} images could not be read.")
+        raise SystemExit(f"{failures} of {len(args.images)} images could not be read or their results not written.")
+
+
+def _dicom_results_out(
+    args: argparse.Namespace, model: XRayModel, image: Path, xray: XRay, explanation: Explanation, labels: list[str]
+) -> None:
+    """Secondary Capture of the most probable label's overlay and the SR of `labels`: to --dicom-out, --stow."""
+    from .dicom_out import dicom_results, source_header, write_results
+    from .pacs import Pacs, PacsSettings
+
+    results = dicom_results(
+        source_header(image), xray, explanation, model, label=max(labels, key=explanation.probability),
+        labels=tuple(labels), opacity=args.opacity, colormap=args.colormap, outline_threshold=args.threshold,
+    )
+    if args.dicom_out:
+        write_results(results, args.dicom_out, image.stem)
+    if args.stow:
+        print(Pacs(PacsSettings.from_environment(url=args.stow)).store(results.datasets()).describe())
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate_dataset, format_table, record_in_card
 
+    if args.methods and args.boxes is None:
+        raise XRayError("--methods compares the maps on radiologist boxes: give --boxes too.")
     report = evaluate_dataset(
         images=args.images, labels_csv=args.labels, boxes_csv=args.boxes, card_path=args.weights,
         split=args.split, device=args.device, outline_threshold=args.threshold, seed=args.seed,
     )
+    if args.methods:
+        report["methods"] = _compare_methods(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(format_table(report))
@@ -71,10 +104,21 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"recorded as '{args.record_in_card}' in {card_path}")
 
 
+def _compare_methods(args: argparse.Namespace) -> dict:
+    from .method_evaluation import compare_methods, format_comparison
+    from .model import load_model
+
+    model = load_model(args.weights, device=args.device)
+    comparison = compare_methods(model, args.methods, images=args.images, boxes_csv=args.boxes,
+                                 outline_threshold=args.threshold, seed=args.seed, curve_steps=args.curve_steps)
+    print(format_comparison(comparison) + "\n")
+    return comparison
+
+
 def _fit_ood(args: argparse.Namespace) -> None:
     from .data import read_nih, read_pediatric
     from .model import load_model
-    from .ood import calibrate
+    from .fitting import fit_ood
 
     card_path = args.weights or default_card()
     train, val = [], []
@@ -86,14 +130,15 @@ def _fit_ood(args: argparse.Namespace) -> None:
         val += read_pediatric(args.pediatric, ["val"])
     if not train or not val:
         raise SystemExit("Give --nih and/or --pediatric: training images to fit on, validation images for the threshold.")
-    section = calibrate(load_model(card_path, device=args.device), card_path, train, val)
+    section = fit_ood(load_model(card_path, device=args.device), card_path, train, val)
     print(json.dumps(section, indent=2))
 
 
 def _calibrate(args: argparse.Namespace) -> None:
-    from . import calibration
     from .data import read_label_csv
-    from .model import load_model, update_card
+    from .fitting import fit_calibration
+    from .card import update_card
+    from .model import load_model
 
     if args.split == "test":
         raise SystemExit("Calibrating on the test split would flatter its figures: use the validation split.")
@@ -101,9 +146,38 @@ def _calibrate(args: argparse.Namespace) -> None:
     cases = read_label_csv(args.labels, args.images, splits=[args.split])
     if not cases:
         raise SystemExit(f"No images of split '{args.split}' in {args.labels}.")
-    section = calibration.fit(load_model(card_path, device=args.device), cases)
+    section = fit_calibration(load_model(card_path, device=args.device), cases)
     update_card(card_path, calibration={**section, "data": f"{Path(args.labels).name}, split {args.split}"})
     print(json.dumps(section, indent=2))
+
+
+def _db_upgrade(args: argparse.Namespace) -> None:
+    from .store import create_store_engine, current_revision, describe, upgrade
+
+    engine = create_store_engine()
+    upgrade(engine)
+    print(f"{describe(engine)} is at revision {current_revision(engine)}")
+
+
+def _feedback(args: argparse.Namespace) -> None:
+    import getpass
+
+    from .store import export_feedback, feedback_stats, format_stats, open_store, verify_audit
+
+    store = open_store()
+    if args.action == "verify-audit":
+        check = verify_audit(store)
+        if not check.intact:
+            raise SystemExit(f"audit trail broken at row {check.broken_at}: {check.problem} "
+                             f"({check.rows} rows before it verify)")
+        print(f"audit trail intact: {check.rows} rows, head hash {check.head_hash}")
+    elif args.action == "export":
+        if args.out is None:
+            raise SystemExit("feedback export needs --out DIR")
+        summary = export_feedback(store, args.out, actor=f"cli:{getpass.getuser()}")
+        print(f"wrote {summary.images} images, {summary.boxes} boxes from {summary.feedback} feedback rows to {args.out}")
+    else:
+        print(format_stats(feedback_stats(store)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--opacity", type=float, default=0.5)
     explain.add_argument("--threshold", type=float, default=0.5, help="outline threshold on the normalised map")
     explain.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $XAI_DEVICE, else CUDA if present)")
+    explain.add_argument("--dicom-out", type=Path, help="also write <image>_sc.dcm (Secondary Capture) and <image>_sr.dcm (TID 1500 SR) here")
+    explain.add_argument("--stow", metavar="URL", help="also store both in this DICOMweb PACS (credentials from $XAI_DICOMWEB_USER/_PASSWORD/_TOKEN)")
     explain.set_defaults(run=_explain)
 
     evaluate = commands.add_parser("evaluate", help="AUROC with CIs and attention-box alignment on a dataset")
@@ -133,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap and random-control seed")
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--record-in-card", metavar="NAME", help="also store the report in the model card under NAME")
+    evaluate.add_argument("--methods", nargs="+", metavar="METHOD",
+                          help="also compare these explanation methods on the boxes (xai_core.methods: "
+                               "grad_cam_plus_plus, grad_cam, cam, saliency, smoothgrad, integrated_gradients, "
+                               "gradient_shap, occlusion, kernel_shap, guided_grad_cam)")
+    evaluate.add_argument("--curve-steps", type=int, default=10, help="points on each deletion / insertion curve")
     evaluate.set_defaults(run=_evaluate)
 
     fit_ood = commands.add_parser("fit-ood", help="out-of-distribution statistics of the training images' features")
@@ -154,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune the ResNet-50 (single process or torchrun)")
     training.add_arguments(train)
     train.set_defaults(run=training.main)
+
+    database = commands.add_parser("db", help="the feedback database ($XAI_DATABASE_URL, else a SQLite file)")
+    database.add_argument("action", choices=["upgrade"], help="run its migrations to the newest revision")
+    database.set_defaults(run=_db_upgrade)
+
+    feedback = commands.add_parser("feedback", help="reader feedback: check the audit trail, export, statistics")
+    feedback.add_argument("action", choices=["verify-audit", "export", "stats"])
+    feedback.add_argument("--out", type=Path, help="export: folder for images/, labels.csv and boxes.csv")
+    feedback.set_defaults(run=_feedback)
     return parser
 
 

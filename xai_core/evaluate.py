@@ -148,14 +148,14 @@ def evaluate_dataset(
             "outline_threshold": outline_threshold,
             "boxes": Path(boxes_csv).name,
             "scored_with": {finding: label for finding, label in SCORED_WITH.items() if finding in alignments},
-            "all": _alignment_figures(every, every_control, every_average, seed),
-            "per_finding": {label: _alignment_figures(alignments[label], controls[label], averages[label], seed)
+            "all": alignment_figures(every, every_control, every_average, seed),
+            "per_finding": {label: alignment_figures(alignments[label], controls[label], averages[label], seed)
                             for label in sorted(alignments)},
         }
     return report
 
 
-def _alignment_figures(model: list, chance: list, average: list, seed: int) -> dict[str, Any]:
+def alignment_figures(model: list, chance: list, average: list, seed: int) -> dict[str, Any]:
     """Means of the model's, the random and the average-map figures, with bootstrap 95% intervals of the
     model's pointing and energy inside the box, and of its paired pointing margin over the average map."""
     hits = np.array([a.pointing_hit for a in model])

@@ -104,7 +104,7 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
     # layer3's pooled features serve the out-of-distribution score (ood.py); a network without it gets none.
     block3 = getattr(model.network, "layer3", None)
     with captured_output(block3) if block3 is not None else nullcontext([]) as layer3:
-        if _has_pooled_linear_head(model.network):
+        if has_pooled_linear_head(model.network):
             logits, cams, layer4 = _closed_form_cams(model.network, inputs)
         else:
             logits, cams, layer4 = _autograd_cams(model.network, inputs)
@@ -174,7 +174,7 @@ def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tens
     return logits.detach().float(), cams, activations.mean(dim=(1, 2))
 
 
-def _has_pooled_linear_head(network: nn.Module) -> bool:
+def has_pooled_linear_head(network: nn.Module) -> bool:
     pool = getattr(network, "avgpool", None)
     return (
         isinstance(getattr(network, "fc", None), nn.Linear)
