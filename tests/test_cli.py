@@ -34,7 +34,7 @@ def test_explain_writes_an_overlay_per_label_and_a_json(chest_dicom, nih_test_im
         assert record["model"]["probability_calibration"].startswith("Platt scaling per label")
         for finding in record["findings"]:  # the probability is the card's calibration of the raw logit
             entry = calibration[finding["label"]]
-            expected = 1 / (1 + math.exp(-(entry["scale"] * finding["logit"] + entry["shift"])))
+            expected = 1 / (1 + math.exp(-(entry.scale * finding["logit"] + entry.shift)))
             assert finding["probability"] == pytest.approx(expected, abs=1e-5)
         assert all(0.0 <= f["probability"] <= 1.0 for f in record["findings"])
         assert "not for diagnosis" in record["disclaimer"].lower()

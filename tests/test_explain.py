@@ -50,8 +50,8 @@ def test_probabilities_come_from_the_same_forward_pass_as_a_plain_one(model, che
         logits = model.network(model.input_spec.prepare(chest.pixels, model.device).contiguous(memory_format=torch.channels_last))
     np.testing.assert_allclose(explanation.logits, logits[0].numpy(), atol=1e-4)
     calibration = model.card.calibration.labels  # per-label Platt scaling from the card
-    scale = np.array([calibration[label]["scale"] for label in PATHOLOGIES])
-    shift = np.array([calibration[label]["shift"] for label in PATHOLOGIES])
+    scale = np.array([calibration[label].scale for label in PATHOLOGIES])
+    shift = np.array([calibration[label].shift for label in PATHOLOGIES])
     np.testing.assert_allclose(explanation.probabilities, 1 / (1 + np.exp(-(logits[0].numpy() * scale + shift))), atol=1e-5)
     assert explanation.labels == PATHOLOGIES
     assert explanation.model_version == model.version
