@@ -65,3 +65,16 @@ def test_operating_thresholds_were_chosen_on_validation_data():
     assert "test" not in CARD.training["command"]
     chosen = CARD.validation_during_training["per_source"]
     assert "nih" in chosen and "pediatric" in chosen
+
+
+@pytest.mark.parametrize(("name", "folder", "boxes"), [("nih_boxed_val", "nih_boxed", "boxes.csv"),
+                                                       ("jsrt_val", "jsrt", "boxes.csv")])
+def test_box_set_figures_are_reproduced(shared_data, name, folder, boxes):
+    """The card's figures on the other radiologist box sets (validation splits, never trained on by 0.4.0)."""
+    root = shared_data / folder
+    report = evaluate_dataset(images=root / "images", labels_csv=root / "labels.csv", boxes_csv=root / boxes,
+                              card_path=DEFAULT_CARD, split="val", device="cpu")
+    recorded = CARD.report(name)
+    _assert_same(recorded["alignment"], report["alignment"], "alignment")
+    _assert_same(recorded["labels"], report["labels"], "labels")
+    assert recorded["data"]["n"] == report["data"]["n"]
