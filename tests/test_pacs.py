@@ -204,7 +204,7 @@ def test_structured_report_holds_probabilities_thresholds_and_outlines(results, 
         assert finding.probability == pytest.approx(explanation.probability(label), abs=1e-6)
         assert finding.threshold == pytest.approx(thresholds[label], abs=1e-6)
         assert (finding.model_version, finding.algorithm) == (model.version, dicom_out.ALGORITHM_NAME)
-        assert f"weights sha256 {model.card['weights_sha256']}" in finding.algorithm_parameters
+        assert f"weights sha256 {model.card.weights_sha256}" in finding.algorithm_parameters
         expected = outline_polygons(explanation.normalized_map(label), 0.5)
         assert len(finding.outlines) == len(expected) >= 1
         for read, made_polygon in zip(finding.outlines, expected):
