@@ -61,3 +61,26 @@ def nih_test_images(shared_data) -> list[Path]:
     with open(shared_data / "nih" / "boxes.csv", newline="") as handle:
         names = sorted({row["image"] for row in csv.DictReader(handle)})
     return [shared_data / "nih" / "images" / name for name in names]
+
+
+@pytest.fixture(scope="session")
+def patient_identifiers() -> dict[str, str]:
+    """Patient tags that must never reach the page, a log, a download or the database."""
+    return {"PatientName": "Doe^Jane", "PatientID": "MRN-7731-XQ", "PatientBirthDate": "19470612",
+            "AccessionNumber": "ACC-99812", "InstitutionName": "St Elsewhere General",
+            "ReferringPhysicianName": "Kildare^J"}
+
+
+@pytest.fixture(scope="session")
+def identified_dicom(chest_dicom, patient_identifiers) -> bytes:
+    """The sample chest CR with those patient identifiers written into it."""
+    import io
+
+    import pydicom
+
+    dataset = pydicom.dcmread(chest_dicom)
+    for keyword, value in patient_identifiers.items():
+        setattr(dataset, keyword, value)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()

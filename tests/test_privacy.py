@@ -10,8 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pydicom
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from xai_core.explain import explain
@@ -20,21 +18,6 @@ from xai_core.overlay import render_overlay, to_png_bytes
 from xai_core.report import explanation_record
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
-IDENTIFIERS = {"PatientName": "Doe^Jane", "PatientID": "MRN-7731-XQ", "PatientBirthDate": "19470612",
-               "AccessionNumber": "ACC-99812", "InstitutionName": "St Elsewhere General", "ReferringPhysicianName": "Kildare^J"}
-
-
-@pytest.fixture(scope="module")
-def identified_dicom(chest_dicom) -> bytes:
-    """The sample chest CR with patient identifiers written into it."""
-    dataset = pydicom.dcmread(chest_dicom)
-    for keyword, value in IDENTIFIERS.items():
-        setattr(dataset, keyword, value)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    return buffer.getvalue()
-
-
 def _files_newer_than(folder: Path, moment: float) -> list[Path]:
     found = []
     for root, _dirs, files in os.walk(folder):
@@ -50,7 +33,7 @@ def _files_newer_than(folder: Path, moment: float) -> list[Path]:
     return found
 
 
-def test_identifiers_never_reach_any_output(model, identified_dicom, caplog, capsys):
+def test_identifiers_never_reach_any_output(model, identified_dicom, patient_identifiers, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     xray = read_xray(identified_dicom)
     explanation = explain(model, xray)
@@ -62,14 +45,15 @@ def test_identifiers_never_reach_any_output(model, identified_dicom, caplog, cap
 
     png_text = json.dumps(Image.open(io.BytesIO(png)).text)
     everything = "\n".join([record, repr(xray.metadata), caplog.text, captured.out, captured.err, png_text])
-    for value in IDENTIFIERS.values():
+    for value in patient_identifiers.values():
         for part in value.split("^"):
             assert part not in everything
         if len(value) >= 8:  # short strings turn up by chance in compressed pixels
             assert value.encode() not in png
 
 
-def test_a_session_writes_no_image_bytes_and_shows_no_identifier(identified_dicom, caplog, capsys):
+def test_a_session_writes_no_image_bytes_and_shows_no_identifier(identified_dicom, patient_identifiers, caplog,
+                                                                 capsys):
     caplog.set_level(logging.DEBUG)
     started = time.time() - 1
     at = AppTest.from_file(APP, default_timeout=180)
@@ -83,7 +67,7 @@ def test_a_session_writes_no_image_bytes_and_shows_no_identifier(identified_dico
                           for element in getattr(at, kind) if hasattr(element, "value"))
     page_text += "\n" + json.dumps(table) + "\n" + "\n".join(panes["captions"])  # the components' words
     captured = capsys.readouterr()
-    for value in IDENTIFIERS.values():
+    for value in patient_identifiers.values():
         for part in value.split("^"):
             assert part not in page_text
             assert part not in caplog.text + captured.out + captured.err

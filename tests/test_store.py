@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 from sqlalchemy import create_engine, inspect, text
@@ -37,9 +36,6 @@ from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 
 APP_ROLE = "xai_app"
-PATIENT = {"PatientName": "Quixote^Dulcinea", "PatientID": "MRN-4471-ZZ", "PatientBirthDate": "19380215",
-           "AccessionNumber": "ACC-55120"}
-
 
 # --- a real PostgreSQL --------------------------------------------------------------
 
@@ -133,16 +129,6 @@ def film() -> bytes:
     pixels = np.tile(np.linspace(0, 255, 600, dtype=np.uint8), (400, 1))
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def identified_dicom(chest_dicom) -> bytes:
-    dataset = pydicom.dcmread(chest_dicom)
-    for keyword, value in PATIENT.items():
-        setattr(dataset, keyword, value)
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
     return buffer.getvalue()
 
 
@@ -335,7 +321,7 @@ def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
 
 
 def test_feedback_privacy_no_patient_identifier_in_a_dump_of_the_database(feedback_store, identified_dicom,
-                                                                         database_url):
+                                                                         patient_identifiers, database_url):
     xray = read_xray(identified_dicom)
     store.record_view(feedback_store, "dr.ada", xray, model_version="0.4.0", pathologies=list(PATHOLOGIES),
                       overlay={"method": "Grad-CAM++"})
@@ -343,7 +329,7 @@ def test_feedback_privacy_no_patient_identifier_in_a_dump_of_the_database(feedba
     feedback_store.engine.dispose()
     dump = _dump(database_url)
     assert b"consented_image" in dump and store.pixel_sha256(xray).encode() in dump
-    for value in PATIENT.values():
+    for value in patient_identifiers.values():
         assert value.encode() not in dump
         assert value.replace("^", " ").encode() not in dump
     assert xray.sha256.encode() not in dump  # the file's hash would tie the row to the identified file

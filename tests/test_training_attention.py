@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from xai_core.explain import pooled_linear_cams
+from xai_core.explain import captured_output, explain, pooled_linear_cams
+from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.training.attention import (
-    anatomical_priors, box_loss, evidence_on_negatives, evidence_outside, gradcam_evidence, map_equivariance,
-    masked_bce, thorax_prior,
+    anatomical_priors,
+    box_loss,
+    evidence_on_negatives,
+    evidence_outside,
+    map_equivariance,
+    masked_bce,
+    thorax_prior,
 )
 
 
@@ -31,9 +37,9 @@ def test_evidence_outside_the_thorax_is_measured_where_it_lies():
     features = torch.zeros(1, 2, 7, 7)
     features[0, 0, 0, 0] = 1.0  # positive evidence in a corner
     features[0, 1, 3, 3] = 5.0  # a negatively weighted channel does not count as evidence
-    assert float(evidence_outside(gradcam_evidence(features, head.weight), inside, torch.ones(1, 1)).detach()) == pytest.approx(1.0, abs=1e-5)
+    assert float(evidence_outside(pooled_linear_cams(features, head.weight), inside, torch.ones(1, 1)).detach()) == pytest.approx(1.0, abs=1e-5)
     features[0, 0, 3, 3] = 3.0
-    assert float(evidence_outside(gradcam_evidence(features, head.weight), inside, torch.ones(1, 1)).detach()) == pytest.approx(0.25, abs=1e-5)
+    assert float(evidence_outside(pooled_linear_cams(features, head.weight), inside, torch.ones(1, 1)).detach()) == pytest.approx(0.25, abs=1e-5)
     prior = thorax_prior(224)
     assert float(prior[50:170, 40:184].min()) > 0.85  # the lung fields and the heart (soft edges)
     edges = torch.cat([prior[0], prior[-1], prior[:, 0], prior[:, -1]])
@@ -86,7 +92,7 @@ def test_per_label_priors_keep_lung_findings_off_the_mediastinum_and_cardiomegal
     features = torch.zeros(1, 1, size, size)
     features[0, 0, 65, 50] = 1.0  # evidence on the heart, behind the mediastinum
     inside = torch.stack([pneumonia, heart])[None]
-    per_label = [float(evidence_outside(gradcam_evidence(features, head.weight), inside, torch.eye(2)[[label]]).detach()) for label in (0, 1)]
+    per_label = [float(evidence_outside(pooled_linear_cams(features, head.weight), inside, torch.eye(2)[[label]]).detach()) for label in (0, 1)]
     assert per_label[0] > 0.9 and per_label[1] < 0.1
 
 
@@ -139,14 +145,11 @@ def test_box_loss_gives_a_map_without_evidence_no_escape_and_ignores_films_witho
     assert out_of_view.item() == 0.0  # a box the augmentation moved out of the view is left out
 
 
-def test_gradcam_evidence_is_the_map_the_viewer_draws(model, chest_dicom):
-    from xai_core.explain import captured_output, explain
-    from xai_core.imaging import read_xray
-
+def test_the_trained_maps_are_the_maps_the_viewer_draws(model, chest_dicom):
     xray = read_xray(chest_dicom)
     shown = explain(model, xray)
     inputs = model.input_spec.prepare(xray.pixels, model.device)
     with torch.no_grad(), captured_output(model.network.layer4) as features:
         model.network(inputs)
-    trained = gradcam_evidence(features[0], model.network.fc.weight)[0].numpy()
+    trained = pooled_linear_cams(features[0], model.network.fc.weight)[0].numpy()
     np.testing.assert_allclose(trained, shown.raw_cams, rtol=1e-4, atol=1e-6)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..explain import pooled_linear_cams
 from ..labels import PATHOLOGIES
 from .augment import warp
 
@@ -115,11 +114,6 @@ def box_loss(cams: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> to
         evidence = cams[film, target]
         losses.append(1 - (evidence * region).sum() / (evidence.sum() + 1e-6))
     return torch.stack(losses).mean() if losses else cams.sum() * 0.0
-
-
-def gradcam_evidence(features: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
-    """The Grad-CAM++ maps the viewer draws, (N, K, h, w) -> (N, L, h, w), in the training graph."""
-    return pooled_linear_cams(features, head_weight)
 
 
 def evidence_on_negatives(features: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

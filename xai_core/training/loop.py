@@ -24,12 +24,12 @@ import torch.distributed as dist
 from torch import nn
 
 from ..card import ModelCard
-from ..explain import captured_output
+from ..explain import captured_output, pooled_linear_cams
 from ..labels import PATHOLOGIES
 from ..model import _unwrap, build_network, choose_device, load_model, save_checkpoint
 from ..preprocessing import InputSpec
 from .attention import (
-    SHIFTS, anatomical_priors, box_loss, evidence_on_negatives, evidence_weights, gradcam_evidence, map_equivariance,
+    SHIFTS, anatomical_priors, box_loss, evidence_on_negatives, evidence_weights, map_equivariance,
     masked_bce, positive_weights, prior_loss, shifted_by_cells, thorax_prior,
 )
 from .augment import augment, box_masks, random_affine
@@ -58,10 +58,13 @@ class TrainingNetwork(nn.Module):
         super().__init__()
         self.network = network
         self.opacity = nn.Linear(network.fc.in_features, 1)
-        with torch.no_grad():
-            pneumonia = PATHOLOGIES.index("Pneumonia")
-            self.opacity.weight.copy_(network.fc.weight[pneumonia : pneumonia + 1])
-            self.opacity.bias.copy_(network.fc.bias[pneumonia : pneumonia + 1])
+        self.start_opacity_from_pneumonia()
+
+    @torch.no_grad()
+    def start_opacity_from_pneumonia(self) -> None:
+        pneumonia = PATHOLOGIES.index("Pneumonia")
+        self.opacity.weight.copy_(self.network.fc.weight[pneumonia : pneumonia + 1])
+        self.opacity.bias.copy_(self.network.fc.bias[pneumonia : pneumonia + 1])
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (14 logits, opacity logit, the last block's features)."""
@@ -156,7 +159,7 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     state_path = config.work_dir / "state.pt"
     if config.init_from is not None and not (config.resume and state_path.exists()):
         model.network.load_state_dict(load_model(config.init_from, device="cpu").network.state_dict())
-        model.opacity = TrainingNetwork(model.network).opacity.to(device)
+        model.start_opacity_from_pneumonia()
         log.info("initialised from %s", config.init_from)
     frozen = frozen_modules(model.network, config.freeze_through)
     if config.opacity_loss == 0:
@@ -258,7 +261,7 @@ def _step(network, model: TrainingNetwork, bank: ImageBank, indices: torch.Tenso
     opacity_loss = (masked_bce(opacity_logit.unsqueeze(1), opacity.unsqueeze(1), opacity_pos_weight)
                     if config.opacity_loss > 0 else zero)
     head_weight, _ = model.head()
-    cams = gradcam_evidence(features, head_weight) if config.attention_prior > 0 or config.box_loss > 0 else None
+    cams = pooled_linear_cams(features, head_weight) if config.attention_prior > 0 or config.box_loss > 0 else None
     outside = (prior_loss(cams[:, : len(PATHOLOGIES)], theta, prior,
                           evidence_weights(logits, targets) * fits_prior.float().unsqueeze(1))
                if config.attention_prior > 0 else zero)

@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from ..alignment import Box, pointing_game
-from ..explain import captured_output, normalized_cam
+from ..explain import captured_output, normalized_cam, pooled_linear_cams
 from ..labels import PATHOLOGIES, SCORED_WITH
 from ..preprocessing import InputSpec
 from ..stats import auroc, choose_threshold
-from .attention import gradcam_evidence
 from .bank import OPACITY, TARGETS, ImageBank
 
 # Labels with fewer known positives than this in the validation data get no
@@ -41,7 +40,7 @@ def predict(network: nn.Module, head_weight: torch.Tensor, head_bias: torch.Tens
         activations = features[-1].float()
         logits = activations.mean((2, 3)) @ head_weight.float().T + head_bias.float()
         probabilities.append(torch.sigmoid(logits).cpu())
-        cams = gradcam_evidence(activations, head_weight).cpu().numpy()
+        cams = pooled_linear_cams(activations, head_weight).cpu().numpy()
         grid = cams.shape[-2:]
         maps.append(np.stack([[normalized_cam(cam, grid) for cam in film] for film in cams]))
     if not probabilities:
