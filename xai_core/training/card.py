@@ -65,8 +65,8 @@ def selection_rule(config: TrainConfig) -> str:
     scored = ", ".join(f"'{finding}' boxes with the {label} map" for finding, label in SCORED_WITH.items())
     return (f"Checkpoint with the highest validation score = mean AUROC over (source, label) pairs with at least 5 "
             f"validation positives (RSNA's opacity through the Pneumonia output) + {config.localisation_weight} x the "
-            "mean over boxed validation sources of (pointing of the model's maps - pointing of its own average map "
-            f"over that source's films); {scored}. Written before any test figure was computed.")
+            "pooled margin over every boxed validation source's boxes (per source, pointing of the model's maps - "
+            f"pointing of its own average map over that source's films, weighted by the source's boxes); {scored}. Written before any test figure was computed.")
 
 
 def write_card(config: TrainConfig, command: str, best: dict, step: int, seconds: float, sources: list[str],

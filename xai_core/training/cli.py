@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the penalty on maps that do not move with the film (each film seen twice, "
                              "the second time moved by one cell of the map; doubles the cost of a step); 0 = off")
     parser.add_argument("--localisation-weight", type=float, default=1.0,
-                        help="selection score = mean validation AUROC + this x mean pointing margin over the average map")
+                        help="selection score = mean validation AUROC + this x the pointing margin over the "
+                             "average map, all validation boxes pooled")
     parser.add_argument("--init-from", type=Path, metavar="MODEL_CARD",
                         help="start from this checkpoint's weights (fine-tuning) instead of random weights")
     parser.add_argument("--seed", type=int, default=0)

@@ -37,7 +37,7 @@ class TrainConfig:
     opacity_loss: float = 0.0  # weight of the training-only "Lung Opacity" output's classification loss (RSNA)
     negative_evidence: float = 0.0  # weight of the loss on a label's positive evidence on images known not to have it
     equivariance: float = 0.0  # weight of the loss on maps that do not move with the film (a second, shifted view)
-    localisation_weight: float = 1.0  # selection score = mean AUROC + this x mean pointing margin over the average map
+    localisation_weight: float = 1.0  # selection score = mean AUROC + this x the pooled pointing margin (validation.py)
     init_from: Path | None = None  # a model card whose weights start the training (fine-tuning)
     seed: int = 0
     validate_every: int = 500

@@ -283,9 +283,10 @@ def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, b
     probabilities, maps = predict(model.network, head_weight.detach(), head_bias.detach(), val_bank, spec, device,
                                   autocast)
     report = validation_report(probabilities, maps, val_bank, config.localisation_weight)
-    log.info("validation at step %d: score %.4f (mean AUROC %.4f, mean pointing margin %.4f; %.0f s) "
-             "localisation %s AUROC %s", step, report["score"], report["mean_auroc"], report["mean_margin"],
+    log.info("validation at step %d: score %.4f (mean AUROC %.4f, pooled pointing margin %.4f; %.0f s) "
+             "localisation %s AUROC %s", step, report["score"], report["mean_auroc"], report["pooled_margin"],
              time.monotonic() - started, json.dumps(report["localisation"]), json.dumps(report["per_source"]))
+    save_checkpoint(model.network, {}, config.work_dir / f"step_{step}.json")  # every candidate, for evaluate
     if not math.isnan(report["score"]) and report["score"] > best["score"]:
         best = {"score": report["score"], "step": step, "report": report,
                 "thresholds": val_thresholds(probabilities[:, : len(PATHOLOGIES)], val_bank)}
