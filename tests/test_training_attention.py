@@ -16,6 +16,7 @@ from xai_core.training.attention import (
     evidence_outside,
     map_equivariance,
     masked_bce,
+    output_drift,
     thorax_prior,
 )
 
@@ -27,6 +28,20 @@ def test_masked_loss_ignores_unknown_labels():
     weight = torch.ones(2)
     assert masked_bce(logits, known, weight) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-5.0))))
     assert masked_bce(logits, flipped, weight) == masked_bce(logits, known, weight)
+
+
+def test_output_drift_is_zero_with_no_pull_at_the_reference_and_grows_as_outputs_move_away():
+    reference = torch.tensor([[-3.0, 0.0, 2.5]])
+    same = reference.clone().requires_grad_(True)
+    drift = output_drift(same, reference)
+    drift.backward()
+    assert drift.item() == pytest.approx(0.0, abs=1e-7)
+    assert torch.allclose(same.grad, torch.zeros_like(same.grad), atol=1e-7)
+    near, far = output_drift(reference + 0.5, reference), output_drift(reference + 2.0, reference)
+    assert 0 < float(near) < float(far)
+    moved = (reference + 2.0).requires_grad_(True)
+    output_drift(moved, reference).backward()
+    assert (moved.grad > 0).all()  # the pull is back towards the reference
 
 
 def test_evidence_outside_the_thorax_is_measured_where_it_lies():

@@ -64,18 +64,23 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_records_it(shared_data
         "--csv", str(train_csv), str(images), "--val-csv", str(val_csv), str(images), "--init-from", str(DEFAULT_CARD),
         "--image-size", "64", "--batch-size", "4", "--steps", "1", "--warmup-steps", "1", "--lr", "0",
         "--validate-every", "1", "--attention-prior", "1.0", "--prior-regions", "per-label", "--device", "cpu",
+        "--distil", "1.0", "--freeze-batchnorm",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The network is the starting one, so its outputs have not drifted from the reference's.
+    drift = re.findall(r"outputs drifting from the start ([0-9.]+)", (tmp_path / "work" / "train.log").read_text())
+    assert drift and float(drift[-1]) == 0.0
     shipped = read_card(DEFAULT_CARD)
     tuned = load_model(tmp_path / "out" / "m.json", device="cpu")
     start = tuned.card.training["initialisation"]
     assert start["weights_sha256"] == shipped.weights_sha256
     assert start["training_command"] == shipped.training["command"]
-    # With a learning rate of 0 the weights stay the shipped ones (BatchNorm statistics still move in train mode).
-    reference = load_model(DEFAULT_CARD, device="cpu").network
-    assert torch.equal(tuned.network.fc.weight, reference.fc.weight)
-    assert torch.equal(tuned.network.conv1.weight, reference.conv1.weight)
+    assert tuned.card.training["box_supervision"]["batchnorm_statistics"] == "kept from the starting checkpoint"
+    # With a learning rate of 0 and BatchNorm statistics kept, every weight and buffer stays the shipped one.
+    reference = load_model(DEFAULT_CARD, device="cpu").network.state_dict()
+    for name, tensor in tuned.network.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
 
 
 def _env() -> dict[str, str]:

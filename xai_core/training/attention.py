@@ -173,6 +173,18 @@ def positive_weights(labels: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
     return (negatives / positives.clamp(min=1)).clamp(1.0, cap)
 
 
+def output_drift(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """Mean binary KL divergence of the outputs from a reference model's on the same inputs (zero when equal).
+
+    Keeps what a fine-tune does not mean to change (the 14 probabilities of the starting checkpoint) while
+    other losses move where the maps put their evidence: a pooled logit can stay the same while its map moves.
+    """
+    p, log_p, log_q = (torch.sigmoid(reference_logits.float()), F.logsigmoid(reference_logits.float()),
+                       F.logsigmoid(logits.float()))
+    log_not_p, log_not_q = F.logsigmoid(-reference_logits.float()), F.logsigmoid(-logits.float())
+    return (p * (log_p - log_q) + (1 - p) * (log_not_p - log_not_q)).mean()
+
+
 def masked_bce(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the known labels only (NaN targets contribute nothing)."""
     known = ~torch.isnan(targets)

@@ -58,6 +58,10 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
                              "suspicious for pneumonia, so any pneumonia evidence on such a film belongs in them). "
                              "'Normal' films were negatives for all 14 labels; the others unknown for the 14.",
         "frozen_through": config.freeze_through,
+        "outputs_kept_near_start": (f"weight {config.distil}: the binary KL divergence of the 14 outputs from the starting "
+                                    "checkpoint's on the same augmented films, so that the location losses move the "
+                                    "maps rather than the predictions" if config.distil > 0 else "no"),
+        "batchnorm_statistics": "kept from the starting checkpoint" if config.freeze_batchnorm else "updated by training",
     }
 
 

@@ -62,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--equivariance", type=float, default=0.0,
                         help="weight of the penalty on maps that do not move with the film (each film seen twice, "
                              "the second time moved by one cell of the map; doubles the cost of a step); 0 = off")
+    parser.add_argument("--distil", type=float, default=0.0,
+                        help="weight of the loss keeping the 14 outputs close to the --init-from checkpoint's on the "
+                             "same augmented films (binary KL), so that box losses move the maps, not the "
+                             "predictions; 0 = off")
+    parser.add_argument("--freeze-batchnorm", action="store_true",
+                        help="keep every BatchNorm's running statistics as the starting checkpoint has them (its "
+                             "scale and shift still train): batches that mix sources do not shift them")
     parser.add_argument("--localisation-weight", type=float, default=1.0,
                         help="selection score = mean validation AUROC + this x the pointing margin over the "
                              "average map, all validation boxes pooled")

@@ -30,7 +30,7 @@ from ..model import _unwrap, build_network, choose_device, load_model, save_chec
 from ..preprocessing import InputSpec
 from .attention import (
     SHIFTS, anatomical_priors, box_loss, evidence_on_negatives, evidence_weights, map_equivariance,
-    masked_bce, positive_weights, prior_loss, shifted_by_cells, thorax_prior,
+    masked_bce, output_drift, positive_weights, prior_loss, shifted_by_cells, thorax_prior,
 )
 from .augment import augment, box_masks, random_affine
 from .bank import ImageBank, count_sources, rank_order, read_training_boxes, training_cases
@@ -45,7 +45,7 @@ log = logging.getLogger("xai_core.train")
 PRIOR_EXEMPT = {"pediatric"}
 # The losses logged as running means, in this order.
 LOSS_NAMES = ("classification", "opacity", "evidence outside prior", "box evidence outside", "evidence on negatives",
-              "maps not moving with the film")
+              "maps not moving with the film", "outputs drifting from the start")
 
 
 class TrainingNetwork(nn.Module):
@@ -161,6 +161,12 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
         model.network.load_state_dict(load_model(config.init_from, device="cpu").network.state_dict())
         model.start_opacity_from_pneumonia()
         log.info("initialised from %s", config.init_from)
+    reference = None
+    if config.distil > 0:
+        if config.init_from is None:
+            raise SystemExit("--distil keeps the outputs near the starting checkpoint's: give --init-from.")
+        reference = load_model(config.init_from, device="cpu").network.to(device).to(memory_format=torch.channels_last)
+        reference.eval().requires_grad_(False)
     frozen = frozen_modules(model.network, config.freeze_through)
     if config.opacity_loss == 0:
         frozen.append(model.opacity)  # unused: DDP requires every trained parameter to receive a gradient
@@ -194,10 +200,10 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
             indices = order[position * per_rank : (position + 1) * per_rank]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            losses = _step(network, model, train_bank, indices, config, step, rank, device, spec, prior,
+            losses = _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
                            pos_weight, opacity_pos_weight)
             weights = (1.0, config.opacity_loss, config.attention_prior, config.box_loss, config.negative_evidence,
-                       config.equivariance)
+                       config.equivariance, config.distil)
             loss = sum(weight * value for weight, value in zip(weights, losses) if weight > 0)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -234,9 +240,9 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     return card
 
 
-def _step(network, model: TrainingNetwork, bank: ImageBank, indices: torch.Tensor, config: TrainConfig, step: int,
-          rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor, pos_weight: torch.Tensor,
-          opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: ImageBank, indices: torch.Tensor,
+          config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor,
+          pos_weight: torch.Tensor, opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One batch's losses, in LOSS_NAMES order (zero where a loss is off)."""
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
     pixels = bank.pixels[indices].to(device).float() / 255.0
@@ -254,6 +260,10 @@ def _step(network, model: TrainingNetwork, bank: ImageBank, indices: torch.Tenso
     network.train()
     for module in frozen_modules(model.network, config.freeze_through):
         module.eval()  # frozen BatchNorm keeps its running statistics
+    if config.freeze_batchnorm:
+        for module in model.network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     with autocast(device):
         logits, opacity_logit, features = network(inputs)
     zero = torch.zeros((), device=device)
@@ -274,7 +284,11 @@ def _step(network, model: TrainingNetwork, bank: ImageBank, indices: torch.Tenso
         first, second = features.chunk(2)
         unmoved = map_equivariance(first, second, model.network.fc.weight, cells,
                                    evidence_weights(logits, targets).chunk(2)[0])
-    return classification, opacity_loss, outside, boxed, absent, unmoved
+    drift = zero
+    if reference is not None:
+        with torch.no_grad(), autocast(device):
+            drift = output_drift(logits, reference(inputs))
+    return classification, opacity_loss, outside, boxed, absent, unmoved, drift
 
 
 def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, best, config) -> dict:
