@@ -59,9 +59,8 @@ def test_probabilities_come_from_the_same_forward_pass_as_a_plain_one(model, che
 
 def test_generic_autograd_path_equals_the_closed_form(model, nih_case):
     inputs = model.input_spec.prepare(nih_case.pixels, model.device)
-    logits_fast, fast, features_fast = _closed_form_cams(model.network, inputs)
-    logits_slow, slow, features_slow = _autograd_cams(model.network, inputs)
-    torch.testing.assert_close(features_slow, features_fast, atol=1e-5, rtol=1e-5)
+    logits_fast, fast = _closed_form_cams(model.network, inputs)
+    logits_slow, slow = _autograd_cams(model.network, inputs)
     torch.testing.assert_close(logits_slow, logits_fast, atol=1e-4, rtol=1e-4)
     scale = float(fast.max())
     assert float((fast - slow).abs().max()) <= 1e-4 * max(scale, 1.0)

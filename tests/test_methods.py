@@ -75,7 +75,7 @@ class PatchReader(nn.Module):
 def patch_model(model) -> XRayModel:
     """The real checkpoint's card (labels, calibration) over a network that reads one patch of a 64 x 64 film."""
     spec = InputSpec(size=SMALL)
-    return replace(model, network=PatchReader(spec), input_spec=spec, feature_distribution=None)
+    return replace(model, network=PatchReader(spec), input_spec=spec)
 
 
 @pytest.fixture(scope="module")

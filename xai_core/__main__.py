@@ -1,4 +1,4 @@
-"""Command line: `python -m xai_core explain | evaluate | train | db | feedback`."""
+"""Command line: `python -m xai_core explain | evaluate | operating-points | train | db | feedback`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ def _explain(args: argparse.Namespace) -> None:
     from .explain import explain, saliency
     from .imaging import read_xray
     from .model import load_model
+    from .ood import Level
     from .overlay import render_overlay, to_png_bytes
     from .report import explanation_record
 
@@ -40,6 +41,8 @@ def _explain(args: argparse.Namespace) -> None:
             failures += 1
             continue
         explanation = explain(model, xray)
+        if explanation.ood is not None and explanation.ood.level is not Level.FRONTAL_CHEST:
+            tqdm.write(f"{image.name}: {explanation.ood.headline} {'; '.join(explanation.ood.reasons)}".rstrip())
         settings = {"colormap": args.colormap, "opacity": args.opacity, "outline_threshold": args.threshold,
                     "saliency": args.saliency, "labels": labels}
         record = explanation_record(model, xray, explanation, settings)
@@ -116,22 +119,27 @@ def _compare_methods(args: argparse.Namespace) -> dict:
 
 
 def _fit_ood(args: argparse.Namespace) -> None:
-    from .data import read_nih, read_pediatric
-    from .model import load_model
+    from .card import out_of_distribution_json
     from .fitting import fit_ood
 
     card_path = args.weights or default_card()
-    train, val = [], []
-    if args.nih:
-        train += read_nih(args.nih, ["train"])
-        val += read_nih(args.nih, ["val"])
-    if args.pediatric:
-        train += read_pediatric(args.pediatric, ["train"])[: args.pediatric_limit]
-        val += read_pediatric(args.pediatric, ["val"])
-    if not train or not val:
-        raise SystemExit("Give --nih and/or --pediatric: training images to fit on, validation images for the threshold.")
-    section = fit_ood(load_model(card_path, device=args.device), card_path, train, val)
-    print(json.dumps(section, indent=2))
+    section = fit_ood(card_path, args.data, limit=args.limit)
+    print(json.dumps({key: value for key, value in out_of_distribution_json(section).items()
+                      if not key.startswith(("layout_", "feature_", "weights"))}, indent=2))
+    print(f"recorded in {card_path}")
+
+
+def _check_ood(args: argparse.Namespace) -> None:
+    from .card import read_card
+    from .ood_evaluation import format_levels, levels_by_source
+
+    card = read_card(args.weights or default_card())
+    if card.out_of_distribution is None:
+        raise XRayError("This model card has no out-of-distribution statistics: run python -m xai_core fit-ood first.")
+    rows = levels_by_source(card.out_of_distribution, args.data)
+    print(format_levels(rows))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
 def _calibrate(args: argparse.Namespace) -> None:
@@ -149,6 +157,26 @@ def _calibrate(args: argparse.Namespace) -> None:
     section = fit_calibration(load_model(card_path, device=args.device), cases)
     update_card(card_path, calibration={**section, "data": f"{Path(args.labels).name}, split {args.split}"})
     print(json.dumps(section, indent=2))
+
+
+def _operating_points(args: argparse.Namespace) -> None:
+    from .card import read_card, update_card
+    from .data import read_nih
+    from .model import load_model
+    from .operating_points import format_points, operating_points_section, predict
+
+    card_path = args.weights or default_card()
+    model = load_model(card_path, device=args.device)
+    validation, test = read_nih(args.data, ["val"]), read_nih(args.data, ["test"])
+    if not validation or not test:
+        raise SystemExit(f"{args.data / 'labels.csv'} needs films of both splits 'val' (to choose) and 'test' (to report).")
+    section = operating_points_section(
+        model.card, predict(model, validation, "validation"), predict(model, test, "test"),
+        chosen_on=f"{args.data.name} labels.csv, split val", reported_on=f"{args.data.name} labels.csv, split test",
+        seed=args.seed)
+    update_card(card_path, operating_points=section)
+    print(format_points(read_card(card_path)))
+    print(f"written to {card_path}")
 
 
 def _db_upgrade(args: argparse.Namespace) -> None:
@@ -216,13 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--curve-steps", type=int, default=10, help="points on each deletion / insertion curve")
     evaluate.set_defaults(run=_evaluate)
 
-    fit_ood = commands.add_parser("fit-ood", help="out-of-distribution statistics of the training images' features")
-    fit_ood.add_argument("--nih", type=Path, help="NIH folder (train to fit, val for the threshold)")
-    fit_ood.add_argument("--pediatric", type=Path, help="pediatric folder (train to fit, val for the threshold)")
-    fit_ood.add_argument("--pediatric-limit", type=int, default=1000, help="at most this many pediatric training images")
-    fit_ood.add_argument("--weights", type=Path, help="model card to add the statistics to (default: the shipped one)")
-    fit_ood.add_argument("--device", default=None)
+    fit_ood = commands.add_parser("fit-ood", help="fit the two-level out-of-distribution warning into the card")
+    fit_ood.add_argument("--data", type=Path, required=True,
+                         help="the data folder (nih, nih_boxed, rsna adults and pediatric_pneumonia: train to fit, "
+                              "val for the mild threshold; never test)")
+    fit_ood.add_argument("--limit", type=int, help="at most this many films per folder and split (a quick try)")
+    fit_ood.add_argument("--weights", type=Path, help="model card to record it in (default: the shipped one)")
     fit_ood.set_defaults(run=_fit_ood)
+
+    check_ood = commands.add_parser("check-ood", help="the warning's levels per source: chest films, non-chest images")
+    check_ood.add_argument("--data", type=Path, required=True, help="the data folder (../shared/data)")
+    check_ood.add_argument("--weights", type=Path, help="model card (default: $XAI_MODEL_CARD, else the shipped one)")
+    check_ood.add_argument("--out", type=Path, help="also write the table as JSON here")
+    check_ood.set_defaults(run=_check_ood)
 
     calibrate = commands.add_parser("calibrate", help="fit per-label Platt scaling on validation films into the card")
     calibrate.add_argument("--images", type=Path, required=True)
@@ -231,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--weights", type=Path, help="model card to add the calibration to (default: the shipped one)")
     calibrate.add_argument("--device", default=None)
     calibrate.set_defaults(run=_calibrate)
+
+    points = commands.add_parser("operating-points", help="choose high-sensitivity and high-specificity points on "
+                                 "NIH val, report them and a verdict per label on NIH test, into the card")
+    points.add_argument("--data", type=Path, required=True, help="NIH folder: labels.csv (split val and test), images/")
+    points.add_argument("--weights", type=Path, help="model card to write the points into (default: the shipped one)")
+    points.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    points.add_argument("--device", default=None)
+    points.set_defaults(run=_operating_points)
 
     train = commands.add_parser("train", help="fine-tune the ResNet-50 (single process or torchrun)")
     training.add_arguments(train)

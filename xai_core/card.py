@@ -1,7 +1,7 @@
 """The model card, read once into typed, frozen records; the only module that knows its JSON keys.
 
 A card is the JSON file beside a checkpoint's weights (model.py): what the network predicts and in
-which order, how an image becomes its input, the operating thresholds, the probability calibration,
+which order, how an image becomes its input, the operating thresholds and points, the probability calibration,
 the out-of-distribution statistics, the validation status per label, the evaluation reports and the
 training record. `read_card` checks it and fails with a message a user can act on; `update_card`
 sets sections and writes it back, leaving everything else as it was.
@@ -9,7 +9,9 @@ sets sections and writes it back, leaving everything else as it was.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,22 +41,146 @@ class Calibration:
     labels: Mapping[str, LabelCalibration]
 
 
+OOD_FORMAT = "frontal-chest-appearance/1"
+
+
+@dataclass(frozen=True)
+class TypicalFilms:
+    """The training films' range of what the mild warning names (ood.differences)."""
+
+    brightness: tuple[float, float]  # mean grey level
+    contrast: tuple[float, float]  # grey-level standard deviation
+    short_side: int  # pixels: the smallest training film's short side
+
+
 @dataclass(frozen=True)
 class OutOfDistribution:
-    """Where the feature statistics are (beside the card), their digest, and the distance that warns."""
+    """The two-level warning's statistics (ood.py; fitted by `python -m xai_core fit-ood`, fitting.py)."""
 
-    file: str
-    sha256: str
-    threshold: float
-    blocks: tuple[str, ...]  # () for cards fitted before 0.3.0: layer4 only, tensors named without the block
-    method: str = ""
+    method: str
+    layout_mean: tuple[float, ...]  # of the training films' rank-normalised layout thumbnails
+    layout_components: tuple[tuple[float, ...], ...]  # their principal directions, one row each
+    layout_variances: tuple[float, ...]
+    feature_names: tuple[str, ...]  # the logistic score's inputs, in order
+    feature_mean: tuple[float, ...]
+    feature_scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    strong_threshold: float  # score at or above it: "not a frontal chest radiograph"
+    mild_threshold: float  # score at or above it (below strong): "differs from the training films"
+    typical: TypicalFilms
     threshold_rule: str = ""
+    fitted_on: Mapping[str, int] = field(default_factory=dict)  # images per source
+
+
+def out_of_distribution_json(section: OutOfDistribution) -> dict[str, Any]:
+    """The card's JSON of the section (fitting.py writes it with update_card)."""
+    def numbers(values: Any) -> list:
+        return [numbers(value) if isinstance(value, (list, tuple)) else float(f"{value:.6g}") for value in values]
+
+    typical = section.typical
+    return {"format": OOD_FORMAT, "method": section.method, "threshold_rule": section.threshold_rule,
+            "strong_threshold": section.strong_threshold, "mild_threshold": section.mild_threshold,
+            "typical_films": {"brightness": numbers(typical.brightness), "contrast": numbers(typical.contrast),
+                              "short_side_px": typical.short_side},
+            "fitted_on": dict(section.fitted_on), "feature_names": list(section.feature_names),
+            "feature_mean": numbers(section.feature_mean), "feature_scale": numbers(section.feature_scale),
+            "weights": numbers(section.weights), "bias": float(f"{section.bias:.6g}"),
+            "layout_mean": numbers(section.layout_mean), "layout_components": numbers(section.layout_components),
+            "layout_variances": numbers(section.layout_variances)}
+
+
+def _out_of_distribution(section: Any, name: str) -> OutOfDistribution | None:
+    if not section:
+        return None
+    if section.get("format") != OOD_FORMAT:
+        raise XRayError(
+            f"The out-of-distribution section of the model card {name} is in an older or unknown format "
+            f"({section.get('format') or 'feature statistics in a separate file'}; this viewer reads "
+            f"'{OOD_FORMAT}'). Refit it: python -m xai_core fit-ood --data ../shared/data --weights {name}")
+
+    def floats(values: Any) -> tuple[float, ...]:
+        return tuple(float(value) for value in values)
+
+    typical = section["typical_films"]
+    record = OutOfDistribution(
+        method=str(section["method"]), threshold_rule=str(section.get("threshold_rule", "")),
+        layout_mean=floats(section["layout_mean"]),
+        layout_components=tuple(floats(row) for row in section["layout_components"]),
+        layout_variances=floats(section["layout_variances"]), feature_names=tuple(section["feature_names"]),
+        feature_mean=floats(section["feature_mean"]), feature_scale=floats(section["feature_scale"]),
+        weights=floats(section["weights"]), bias=float(section["bias"]),
+        strong_threshold=float(section["strong_threshold"]), mild_threshold=float(section["mild_threshold"]),
+        typical=TypicalFilms(brightness=floats(typical["brightness"]), contrast=floats(typical["contrast"]),
+                             short_side=int(typical["short_side_px"])),
+        fitted_on={str(key): int(value) for key, value in section.get("fitted_on", {}).items()})
+    lengths = {len(record.feature_names), len(record.feature_mean), len(record.feature_scale), len(record.weights)}
+    if len(lengths) != 1 or any(len(row) != len(record.layout_mean) for row in record.layout_components) \
+            or len(record.layout_components) != len(record.layout_variances):
+        raise ValueError("out_of_distribution: its arrays' lengths do not match one another")
+    return record
 
 
 @dataclass(frozen=True)
 class LabelValidation:
     status: str  # e.g. "validated (35 test positives)"
     test_positives: int | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How far to trust a label, from its test AUROC's 95% interval and test positives (operating_points.verdict)."""
+
+    kind: str  # "works", "weak", "not shown to work" or "too few cases to tell"
+    words: str  # e.g. "works (0.81, 0.74–0.88, 47 cases)"
+    auroc: float
+    auroc_ci95: tuple[float, float]
+    positives: int
+
+
+@dataclass(frozen=True)
+class TestRates:
+    """A point's figures on the test films: rates (None without films to measure them on), intervals, counts."""
+
+    sensitivity: float | None
+    sensitivity_ci95: tuple[float, float] | None
+    specificity: float | None
+    specificity_ci95: tuple[float, float] | None
+    ppv: float | None
+    ppv_ci95: tuple[float, float] | None
+    true_positives: int
+    positives: int
+    false_alarms: int
+    negatives: int
+    films: int
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A cut on the (calibrated) probability, chosen on validation; flagged when probability >= threshold."""
+
+    threshold: float
+    validation_sensitivity: float
+    validation_specificity: float
+    test: TestRates
+
+
+@dataclass(frozen=True)
+class LabelOperatingPoints:
+    verdict: Verdict
+    high_sensitivity: OperatingPoint | None
+    high_specificity: OperatingPoint | None
+    missing: tuple[str, ...] = ()  # why a point is absent, e.g. "no high sensitivity point: 5 validation positives ..."
+
+
+@dataclass(frozen=True)
+class OperatingPoints:
+    """The card's `operating_points` section (python -m xai_core operating-points)."""
+
+    method: str
+    chosen_on: str
+    reported_on: str
+    labels: Mapping[str, LabelOperatingPoints]
 
 
 @dataclass(frozen=True)
@@ -70,6 +196,7 @@ class ModelCard:
     calibration: Calibration | None = None
     out_of_distribution: OutOfDistribution | None = None
     validation: Mapping[str, LabelValidation] = field(default_factory=dict)
+    operating_points: OperatingPoints | None = None  # None too where they were cut for other weights or calibration
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # evaluation reports by name
     training: Mapping[str, Any] = field(default_factory=dict)  # the training record, as the run wrote it
     validation_during_training: Mapping[str, Any] = field(default_factory=dict)  # the selected checkpoint's
@@ -101,6 +228,60 @@ class ModelCard:
         entry = self.validation.get(label)
         return entry.status if entry else "not validated"
 
+    def operating_point(self, label: str, point: str) -> OperatingPoint | None:
+        """The label's "high_sensitivity" or "high_specificity" point; None where the card has none."""
+        entry = None if self.operating_points is None else self.operating_points.labels.get(label)
+        return None if entry is None else getattr(entry, point)
+
+    def verdict(self, label: str) -> Verdict | None:
+        entry = None if self.operating_points is None else self.operating_points.labels.get(label)
+        return None if entry is None else entry.verdict
+
+
+def probability_scale(calibration: Calibration | None) -> str:
+    """A digest of the calibration's parameters: the probabilities the operating points' cuts are on."""
+    given = {} if calibration is None else {label: [entry.scale, entry.shift]
+                                            for label, entry in sorted(calibration.labels.items())}
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
+
+
+def _interval(bounds: Any) -> tuple[float, float] | None:
+    return None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+
+def _operating_points(data: dict[str, Any], calibration: Calibration | None) -> OperatingPoints | None:
+    """The section, or None where it is absent or was cut for other weights or another calibration."""
+    section = data.get("operating_points")
+    if not section or section.get("weights_sha256") != data["weights_sha256"] \
+            or section.get("probability_scale") != probability_scale(calibration):
+        return None
+
+    def point(entry: Mapping[str, Any] | None) -> OperatingPoint | None:
+        if entry is None:
+            return None
+        test = entry["test"]
+        return OperatingPoint(
+            threshold=float(entry["threshold"]), validation_sensitivity=float(entry["validation"]["sensitivity"]),
+            validation_specificity=float(entry["validation"]["specificity"]),
+            test=TestRates(**{name: _interval(value) if name.endswith("_ci95") else value
+                              for name, value in test.items()}))
+
+    def verdict(entry: Mapping[str, Any]) -> Verdict:
+        auroc = entry.get("auroc")
+        return Verdict(kind=str(entry["kind"]), words=str(entry["words"]),
+                       auroc=math.nan if auroc is None else float(auroc),
+                       auroc_ci95=_interval(entry.get("auroc_ci95")) or (math.nan, math.nan),
+                       positives=int(entry["positives"]))
+
+    return OperatingPoints(
+        method=str(section.get("method", "")), chosen_on=str(section["chosen_on"]),
+        reported_on=str(section["reported_on"]),
+        labels={label: LabelOperatingPoints(verdict=verdict(entry["verdict"]),
+                                            high_sensitivity=point(entry.get("high_sensitivity")),
+                                            high_specificity=point(entry.get("high_specificity")),
+                                            missing=tuple(entry.get("missing", ())))
+                for label, entry in section["labels"].items()})
+
 
 def card_from_json(data: Any, name: str) -> ModelCard:
     """A card's parsed JSON -> ModelCard; XRayError naming the file for a card of another project or version."""
@@ -115,6 +296,11 @@ def card_from_json(data: Any, name: str) -> ModelCard:
         spec = data.get("input", {})
         calibration = data.get("calibration")
         ood = data.get("out_of_distribution")
+        scaling = None if not calibration else Calibration(
+            method=str(calibration.get("method", "")), images=int(calibration.get("images", 0)),
+            data=str(calibration.get("data", "")),
+            labels={label: LabelCalibration(scale=float(entry["scale"]), shift=float(entry["shift"]))
+                    for label, entry in calibration["labels"].items()})
         return ModelCard(
             labels=tuple(data["labels"]),
             model_version=str(data.get("model_version", "unknown")),
@@ -125,18 +311,12 @@ def card_from_json(data: Any, name: str) -> ModelCard:
             weights_file=str(data["weights_file"]),
             weights_sha256=str(data["weights_sha256"]),
             thresholds={label: float(value) for label, value in data.get("thresholds", {}).items()},
-            calibration=None if not calibration else Calibration(
-                method=str(calibration.get("method", "")), images=int(calibration.get("images", 0)),
-                data=str(calibration.get("data", "")),
-                labels={label: LabelCalibration(scale=float(entry["scale"]), shift=float(entry["shift"]))
-                        for label, entry in calibration["labels"].items()}),
-            out_of_distribution=None if not ood else OutOfDistribution(
-                file=str(ood["file"]), sha256=str(ood["sha256"]), threshold=float(ood["threshold"]),
-                blocks=tuple(ood.get("blocks", ())), method=str(ood.get("method", "")),
-                threshold_rule=str(ood.get("threshold_rule", ""))),
+            calibration=scaling,
+            out_of_distribution=_out_of_distribution(ood, name),
             validation={label: LabelValidation(status=str(entry.get("status", "not validated")),
                                                test_positives=entry.get("test_positives"))
                         for label, entry in data.get("validation", {}).items()},
+            operating_points=_operating_points(data, scaling),
             metrics=data.get("metrics", {}),
             training=data.get("training", {}),
             validation_during_training=data.get("validation_during_training", {}),
@@ -147,8 +327,9 @@ def card_from_json(data: Any, name: str) -> ModelCard:
                         "re-create it with the training command or restore it from the release.") from error
 
 
-def read_card_json(card_path: str | os.PathLike) -> dict[str, Any]:
-    """The card's JSON as written, checked to be a card of this project (for writing sections back)."""
+def read_card_json(card_path: str | os.PathLike, *, check: bool = True) -> dict[str, Any]:
+    """The card's JSON as written, checked to be a card of this project (for writing sections back); without
+    check, only that it is JSON (update_card checks the card once its sections are replaced)."""
     path = Path(card_path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -156,7 +337,8 @@ def read_card_json(card_path: str | os.PathLike) -> dict[str, Any]:
         raise XRayError(f"Model card not found: {path.name}. A checkpoint is a .json card beside its .safetensors weights.") from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise XRayError(f"The model card {path.name} is not valid JSON; the checkpoint is damaged.") from error
-    card_from_json(data, path.name)
+    if check:
+        card_from_json(data, path.name)
     return data
 
 
@@ -166,8 +348,9 @@ def read_card(card_path: str | os.PathLike) -> ModelCard:
 
 
 def update_card(card_path: str | os.PathLike, **sections: Any) -> ModelCard:
-    """Set top-level sections of a model card on disk (its weights and their digest untouched); return the card."""
-    data = read_card_json(card_path)
+    """Set top-level sections of a model card on disk (its weights and their digest untouched); return the card.
+    The card is checked with its new sections, so that an outdated section can be replaced."""
+    data = read_card_json(card_path, check=False)
     data.update(sections)
     card = card_from_json(data, Path(card_path).name)
     Path(card_path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

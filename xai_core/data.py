@@ -115,6 +115,16 @@ def read_pediatric(root: str | Path, splits: Iterable[str] = ("train",)) -> list
     return read_label_csv(root / "labels.csv", root / "images", source="pediatric", splits=splits)
 
 
+def read_images(root: str | Path, splits: Iterable[str], *, adults_only: bool = False) -> list[Path]:
+    """The images of a data folder (labels.csv with `image` and `split` columns, images/) in these splits;
+    with adults_only, those whose `age` column says 18 or more (rows without an age are kept)."""
+    root, splits = Path(root), set(splits)
+    rows = [row for row in _read_rows(root / "labels.csv") if row.get("split") in splits]
+    if adults_only:
+        rows = [row for row in rows if not (row.get("age") or "").strip() or float(row["age"]) >= 18]
+    return [root / "images" / row["image"] for row in rows]
+
+
 def read_rsna(root: str | Path, splits: Iterable[str] = ("train",)) -> list[Case]:
     """The RSNA Pneumonia Detection Challenge folder: labels.csv (class, lung_opacity, split) and images/."""
     root = Path(root)

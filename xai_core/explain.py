@@ -21,7 +21,7 @@ gradients.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ from torch import nn
 from .imaging import XRay
 from .labels import require_label
 from .model import XRayModel
+from .ood import Assessment, assess
 
 GRADCAM_PLUS_PLUS_EPS = 1e-6  # pytorch-grad-cam's eps in the alpha denominator
 SCALE_EPS = 1e-7  # pytorch-grad-cam's eps in min-max scaling
@@ -53,16 +54,7 @@ class Explanation:
     raw_cams: np.ndarray  # (14, h, w), non-negative
     image_shape: tuple[int, int]  # (H, W) of the XRay
     model_version: str
-    features: dict[str, np.ndarray]  # pooled features by block: layer3 (1024,), layer4 (2048,) = what the head reads
-    ood_distance: float | None = None  # distance from the training images' features (ood.py)
-    ood_threshold: float | None = None
-
-    @property
-    def out_of_distribution(self) -> bool | None:
-        """True when the image is unlike the training films; None when the checkpoint has no statistics."""
-        if self.ood_distance is None or self.ood_threshold is None:
-            return None
-        return self.ood_distance > self.ood_threshold
+    ood: Assessment | None = None  # is it a frontal chest film like the training films (ood.py); None: no statistics
 
     def probability(self, label: str) -> float:
         return float(self.probabilities[self.labels.index(require_label(label))])
@@ -101,18 +93,11 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
     """One forward pass -> 14 probabilities and 14 raw Grad-CAM++ maps."""
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     inputs = model.input_spec.prepare(pixels, model.device)
-    # layer3's pooled features serve the out-of-distribution score (ood.py); a network without it gets none.
-    block3 = getattr(model.network, "layer3", None)
-    with captured_output(block3) if block3 is not None else nullcontext([]) as layer3:
-        if has_pooled_linear_head(model.network):
-            logits, cams, layer4 = _closed_form_cams(model.network, inputs)
-        else:
-            logits, cams, layer4 = _autograd_cams(model.network, inputs)
-    features = {"layer3": layer3[0][0].detach().float().mean(dim=(1, 2))} if layer3 else {}
-    features = {name: pooled.cpu().numpy().astype(np.float32) for name, pooled in {**features, "layer4": layer4}.items()}
-    distribution = model.feature_distribution
-    if distribution is not None and not set(distribution.blocks) <= set(features):
-        distribution = None  # statistics for blocks this network does not have: no score rather than a wrong one
+    if has_pooled_linear_head(model.network):
+        logits, cams = _closed_form_cams(model.network, inputs)
+    else:
+        logits, cams = _autograd_cams(model.network, inputs)
+    section = model.card.out_of_distribution
     return Explanation(
         labels=model.labels,
         probabilities=model.probabilities(logits.cpu().numpy()),
@@ -120,9 +105,7 @@ def explain(model: XRayModel, xray: XRay | np.ndarray) -> Explanation:
         raw_cams=cams.cpu().numpy().astype(np.float32),
         image_shape=(int(pixels.shape[0]), int(pixels.shape[1])),
         model_version=model.version,
-        features=features,
-        ood_distance=None if distribution is None else distribution.distance(features),
-        ood_threshold=None if distribution is None else distribution.threshold,
+        ood=None if section is None else assess(pixels, section),
     )
 
 
@@ -149,15 +132,15 @@ def pooled_linear_cams(activations: torch.Tensor, head_weight: torch.Tensor) -> 
     return torch.einsum("nlk,nkhw->nlhw", weights, activations).clamp(min=0)
 
 
-def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _closed_form_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.inference_mode(), captured_output(network.layer4) as outputs:
         logits = network(inputs)[0].float()
         activations = outputs[0].float()  # (1, K, h, w)
         cams = pooled_linear_cams(activations, network.fc.weight)[0]
-    return logits, cams, activations[0].mean(dim=(1, 2))
+    return logits, cams
 
 
-def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Any differentiable head: the real gradient of each logit, one backward pass per label."""
     # The input asks for gradients so that the block's output has a graph even when
     # the network's own parameters are frozen (as load_model leaves them).
@@ -171,7 +154,7 @@ def _autograd_cams(network: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tens
     activations = activations[0].detach().float()
     weights = grad_cam_plus_plus_weights(activations.unsqueeze(0), gradients.float())
     cams = torch.einsum("lk,khw->lhw", weights, activations).clamp_(min=0)
-    return logits.detach().float(), cams, activations.mean(dim=(1, 2))
+    return logits.detach().float(), cams
 
 
 def has_pooled_linear_head(network: nn.Module) -> bool:

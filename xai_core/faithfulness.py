@@ -166,7 +166,7 @@ def sanity_check(
     size = model.input_spec.size
     original = _comparable(map_of(model, pixels, label), size)
     network = copy.deepcopy(model.network)
-    randomised = replace(model, network=network, feature_distribution=None)
+    randomised = replace(model, network=network)
     steps = []
     for number, (block, module) in enumerate(_blocks_from_the_head(network)):
         _reinitialise(module, seed + number)

@@ -27,7 +27,6 @@ from . import calibration, ood
 from .card import CARD_FORMAT, ModelCard, read_card, write_card
 from .errors import XRayError
 from .labels import PATHOLOGIES
-from .ood import FeatureDistribution
 from .preprocessing import InputSpec
 
 ARCHITECTURE = "torchvision resnet50, fc = Linear(2048, 14), weights=None"
@@ -47,7 +46,6 @@ class XRayModel:
     card: ModelCard
     device: torch.device
     input_spec: InputSpec
-    feature_distribution: FeatureDistribution | None = None  # for the out-of-distribution warning
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -135,8 +133,8 @@ def load_model(card_path: str | os.PathLike | None = None, device: str | torch.d
     if chosen.type == "cpu":
         network = network.to(memory_format=torch.channels_last)
     network.requires_grad_(False)
-    return XRayModel(network=network, card=card, device=chosen, input_spec=card.input,
-                     feature_distribution=ood.load(card.out_of_distribution, card_path))
+    ood.check(card.out_of_distribution)
+    return XRayModel(network=network, card=card, device=chosen, input_spec=card.input)
 
 
 def save_checkpoint(

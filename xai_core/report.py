@@ -8,26 +8,28 @@ from .card import ModelCard
 from .explain import Explanation
 from .imaging import XRay
 from .model import XRayModel
+from .operating_points import POINT_NAMES, flagged, verdict_words
 
 DISCLAIMER = "Research and education use only. Not for diagnosis or treatment decisions."
 
 
 def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, settings: dict[str, Any]) -> dict[str, Any]:
-    """Probabilities, thresholds and validation status per label, the model and the image's identity.
+    """Per label its probability, verdict and flags at the card's operating points (null where the card has no
+    such point); the model and the image's identity.
 
     The image is identified by the sha256 of its bytes and its de-identified
     technical metadata only; no patient tag is ever part of an XRay.
     """
-    thresholds = model.thresholds()
-    status = model.validation_status()
+    card = model.card
     findings = [
         {
             "label": label,
             "probability": round(float(probability), 6),
             "logit": round(float(logit), 6),
-            "threshold": thresholds[label],
-            "above_threshold": bool(probability >= thresholds[label]),
-            "validation": status[label],
+            "verdict": verdict_words(card, label),
+            "flagged": {point: flagged(card, label, float(probability), point) for point in POINT_NAMES},
+            "cuts": {point: None if card.operating_point(label, point) is None
+                     else card.operating_point(label, point).threshold for point in POINT_NAMES},
             "attention_strength": round(explanation.strength(label), 6),
         }
         for label, probability, logit in zip(explanation.labels, explanation.probabilities, explanation.logits,
@@ -41,13 +43,11 @@ def explanation_record(model: XRayModel, xray: XRay, explanation: Explanation, s
             "architecture": model.card.architecture,
             "input_size": model.input_spec.size,
             "probability_calibration": _calibration(model.card),
+            "operating_points": None if card.operating_points is None else {
+                "chosen_on": card.operating_points.chosen_on, "reported_on": card.operating_points.reported_on},
         },
         "image": {"sha256": xray.sha256, "metadata": xray.metadata.as_dict(), "notices": list(xray.notices)},
-        "out_of_distribution": {
-            "flagged": explanation.out_of_distribution,
-            "distance": None if explanation.ood_distance is None else round(explanation.ood_distance, 4),
-            "threshold": explanation.ood_threshold,
-        },
+        "out_of_distribution": None if explanation.ood is None else explanation.ood.as_dict(),
         "findings": findings,
         "settings": settings,
     }
