@@ -1,39 +1,81 @@
-// The radiograph and its overlay side by side, with linked zoom and pan and the attention under the pointer.
-// Streamlit calls this function again with new data on every redraw; the panes, their listeners and the
-// zoom live on the element, so a new overlay only swaps one picture and the view stays where the reader left it.
+// The radiograph and its overlay side by side: linked zoom and pan, the display window, and the maps drawn here.
+// Streamlit calls this function again with new data on every redraw; the panes, their listeners, the zoom and the
+// display window live on the element, so a new map or layer redraws one layer and the view stays as the reader left
+// it. The display window only changes what is drawn: the model read the file's own pixels (xai_core.display_window).
 const ZOOM_STEP = 1.25;
 const MAX_ZOOM = 16;
+const CODES = 65535;
+const SCALE_EPS = 1e-7; // xai_core.explain's min-max eps
 
 function build(root) {
   const pair = document.createElement("div");
   pair.className = "cxr-pair";
+  const stack = (layers) => `<div class="cxr-view"><div class="cxr-stack">
+      <canvas class="cxr-base"></canvas>${layers}</div></div>`;
   pair.innerHTML = `
     <div class="cxr-tools" role="toolbar" aria-label="View">
-      <button type="button" data-zoom="in" aria-label="Zoom in" title="Zoom in">+</button>
-      <button type="button" data-zoom="out" aria-label="Zoom out" title="Zoom out">&minus;</button>
-      <button type="button" data-zoom="reset" aria-label="Reset view" title="Reset view (or double-click)">Reset</button>
+      <div class="cxr-window" role="group" aria-label="Display window">
+        <label title="Presets for viewing only: the model always reads the file's own pixels">Window
+          <select data-window="preset" aria-label="Window preset"></select></label>
+        <label>Level <input type="range" data-window="level" aria-label="Window level">
+          <output data-window="level"></output></label>
+        <label>Width <input type="range" data-window="width" aria-label="Window width">
+          <output data-window="width"></output></label>
+        <label><input type="checkbox" data-window="invert" aria-label="Invert"> Invert</label>
+        <button type="button" data-window="reset" title="Back to the file's own window, not inverted">File's window</button>
+      </div>
+      <div class="cxr-map" role="group" aria-label="Map shown">
+        <label>Map <select data-map="label" aria-label="Pathology on the map"></select></label>
+        <label><input type="checkbox" data-map="heatmap"> Grad-CAM++</label>
+        <label><input type="checkbox" data-map="outline"> Outline</label>
+        <label>Opacity <input type="range" data-map="opacity" min="0" max="1" step="0.05" aria-label="Opacity">
+          <output data-map="opacity"></output></label>
+        <label title="The outline encloses where the map reaches this fraction of its maximum">Outline at
+          <input type="range" data-map="threshold" min="0.05" max="0.95" step="0.05" aria-label="Outline threshold">
+          <output data-map="threshold"></output></label>
+      </div>
+      <div class="cxr-zoom">
+        <button type="button" data-zoom="in" aria-label="Zoom in" title="Zoom in">+</button>
+        <button type="button" data-zoom="out" aria-label="Zoom out" title="Zoom out">&minus;</button>
+        <button type="button" data-zoom="reset" aria-label="Reset view" title="Reset view (or double-click)">Reset</button>
+      </div>
     </div>
     <div class="cxr-panes">
-      <figure class="cxr-pane" data-pane="original"><figcaption></figcaption>
-        <div class="cxr-view"><img draggable="false" alt="Radiograph"></div></figure>
-      <figure class="cxr-pane" data-pane="overlay"><figcaption></figcaption>
-        <div class="cxr-view"><img draggable="false" alt="Overlay"></div></figure>
+      <figure class="cxr-pane" data-pane="original"><figcaption></figcaption>${stack("")}</figure>
+      <figure class="cxr-pane" data-pane="overlay"><figcaption></figcaption>${stack(`
+        <canvas class="cxr-layer" data-layer="heatmap"></canvas><canvas class="cxr-layer" data-layer="saliency"></canvas>
+        <canvas class="cxr-layer" data-layer="outline"></canvas>`)}</figure>
     </div>
     <div class="cxr-tip" role="status" hidden></div>`;
   root.appendChild(pair);
 
+  const control = (name, tag = "input") => pair.querySelector(`${tag}[data-window='${name}']`);
   const viewer = {
     pair,
     views: [...pair.querySelectorAll(".cxr-view")],
-    images: [...pair.querySelectorAll(".cxr-view img")],
+    stacks: [...pair.querySelectorAll(".cxr-stack")],
+    bases: [...pair.querySelectorAll(".cxr-base")],
+    layers: Object.fromEntries([...pair.querySelectorAll(".cxr-layer")].map((c) => [c.dataset.layer, c])),
+    overlayPane: pair.querySelector("[data-pane='overlay']"),
     captions: [...pair.querySelectorAll("figcaption")],
     tip: pair.querySelector(".cxr-tip"),
+    controls: { preset: control("preset", "select"), level: control("level"), width: control("width"),
+                invert: control("invert"), levelText: control("level", "output"),
+                widthText: control("width", "output") },
     data: null,
-    hover: null,
+    picture: null, // {image, original: ImageBitmap, codes: Uint16Array} of the image drawn
+    maps: new Map(), // label -> its normalised map at display size
+    window: null, // {center, width} chosen by the reader; null: the file's own window
+    invert: false,
     zoom: 1,
     centre: [0, 0], // the image point (display pixels) at the middle of each view
     drag: null,
+    generation: 0,
+    choice: null, // what the reader shows now: {label, layers, opacity, threshold}, switched here without the server
+    served: null, // the same settings as the server last sent them
   };
+  wireWindow(viewer);
+  wireMap(viewer);
 
   const imagePoint = (view, event) => {
     const [width, height] = viewer.data.size;
@@ -82,19 +124,30 @@ function build(root) {
         viewer.drag = { x: event.clientX, y: event.clientY };
         place(viewer);
       }
-      showAttention(viewer, view, event, imagePoint(view, event));
+      showAttention(viewer, event, imagePoint(view, event));
     });
     view.addEventListener("pointerleave", () => { viewer.tip.hidden = true; });
   }
-  pair.querySelector(".cxr-tools").addEventListener("click", (event) => {
+  pair.querySelector(".cxr-zoom").addEventListener("click", (event) => {
     const action = event.target.closest("button")?.dataset.zoom;
     if (!action) return;
     if (action === "reset") return reset(viewer);
     zoomBy(viewer, action === "in" ? ZOOM_STEP : 1 / ZOOM_STEP);
     place(viewer);
   });
-  new ResizeObserver(() => place(viewer)).observe(pair);
+  new ResizeObserver(() => { if (viewer.data) fitHeight(viewer); place(viewer); }).observe(pair);
+  window.addEventListener("resize", () => { if (viewer.data) { fitHeight(viewer); place(viewer); } });
   return viewer;
+}
+
+// --- zoom and pan -------------------------------------------------------------------------------------------------
+
+// Each view is data.height tall at most, less on a short screen, so that the whole film is seen without scrolling
+// (1280 x 800); never under 300 px.
+function fitHeight(viewer) {
+  const top = viewer.views[0].getBoundingClientRect().top + window.scrollY;
+  const height = Math.max(300, Math.min(viewer.data.height, window.innerHeight - top - 12));
+  viewer.views.forEach((view) => { view.style.height = `${height}px`; });
 }
 
 // Zoom 1 shows the whole image; the zoom stays between 1 and MAX_ZOOM.
@@ -123,55 +176,454 @@ function place(viewer) {
     const scale = viewer.zoom * fitScale(view, viewer.data.size);
     const left = view.clientWidth / 2 - scale * viewer.centre[0];
     const top = view.clientHeight / 2 - scale * viewer.centre[1];
-    const image = viewer.images[index];
-    image.style.width = `${width}px`;
-    image.style.height = `${height}px`;
-    image.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
+    const stack = viewer.stacks[index];
+    stack.style.width = `${width}px`;
+    stack.style.height = `${height}px`;
+    stack.style.transform = `translate(${left}px, ${top}px) scale(${scale})`;
   });
   viewer.pair.dataset.zoom = viewer.zoom.toFixed(3);
 }
+
+// --- the display window -------------------------------------------------------------------------------------------
+
+const FILE_WINDOW = "File's window";
+const CUSTOM = "Custom";
+
+function wireWindow(viewer) {
+  const { preset, level, width, invert } = viewer.controls;
+  preset.addEventListener("change", () => {
+    const chosen = viewer.data.display.presets[preset.value];
+    viewer.window = chosen ? { center: chosen[0], width: chosen[1] } : null;
+    drawGrey(viewer);
+  });
+  const fromSliders = () => {
+    viewer.window = { center: Number(level.value), width: Number(width.value) };
+    drawGrey(viewer);
+  };
+  level.addEventListener("input", fromSliders);
+  width.addEventListener("input", fromSliders);
+  invert.addEventListener("change", () => {
+    viewer.invert = invert.checked;
+    drawGrey(viewer);
+  });
+  viewer.pair.querySelector("[data-window='reset']").addEventListener("click", () => {
+    viewer.window = null;
+    viewer.invert = false;
+    drawGrey(viewer);
+  });
+}
+
+// The sliders' range and the presets, once per image, in the image's own units.
+function setUpWindow(viewer) {
+  const { display } = viewer.data;
+  const { preset, level, width } = viewer.controls;
+  const span = display.high - display.low;
+  const step = span >= 100 ? 1 : span / 100;
+  Object.assign(level, { min: display.low, max: display.high, step });
+  Object.assign(width, { min: step, max: 2 * span, step });
+  preset.replaceChildren(...[FILE_WINDOW, ...Object.keys(display.presets), CUSTOM].map((name) => new Option(name)));
+  preset.options[preset.options.length - 1].disabled = true;
+  viewer.pair.querySelector(".cxr-window").title =
+    `In the image's ${display.units}. Lung, mediastinum, bone and soft tissue are set from this film's own ` +
+    "grey levels (radiographs have no Hounsfield scale). For viewing only: the model always reads the file's pixels.";
+}
+
+// The window shown in the controls: the reader's, else the file's (its full range where it has a VOI LUT).
+function shownWindow(viewer) {
+  const { display } = viewer.data;
+  if (viewer.window) return viewer.window;
+  const [center, width] = display.file_window || [(display.low + display.high) / 2, display.high - display.low];
+  return { center, width };
+}
+
+function syncControls(viewer) {
+  const { preset, level, width, invert, levelText, widthText } = viewer.controls;
+  const { center, width: span } = shownWindow(viewer);
+  level.value = center;
+  width.value = span;
+  const digits = (value) => (Math.abs(value) >= 100 ? value.toFixed(0) : value.toPrecision(3));
+  levelText.value = digits(center);
+  widthText.value = digits(span);
+  invert.checked = viewer.invert;
+  const presets = viewer.data.display.presets;
+  const named = viewer.window && Object.keys(presets).find(
+    (name) => presets[name][0] === viewer.window.center && presets[name][1] === viewer.window.width);
+  preset.value = viewer.window ? named || CUSTOM : FILE_WINDOW;
+}
+
+// Both panes' radiograph: the file's own rendering, or the codes through the reader's window.
+function drawGrey(viewer) {
+  const picture = viewer.picture;
+  if (!picture) return;
+  syncControls(viewer);
+  const [width, height] = viewer.data.size;
+  const [first, second] = viewer.bases;
+  const context = first.getContext("2d", { willReadFrequently: true });
+  first.width = second.width = width;
+  first.height = second.height = height;
+  if (viewer.window) {
+    const { low, high, inverted } = viewer.data.display;
+    const { center, width: span } = viewer.window;
+    const lut = new Uint8ClampedArray(CODES + 1);
+    const flip = inverted !== viewer.invert;
+    for (let code = 0; code <= CODES; code += 1) {
+      const value = low + (code * (high - low)) / CODES;
+      const grey = Math.min(1, Math.max(0, (value - center) / span + 0.5));
+      lut[code] = Math.round((flip ? 1 - grey : grey) * 255);
+    }
+    const pixels = context.createImageData(width, height);
+    const out = pixels.data;
+    picture.codes.forEach((code, index) => {
+      const grey = lut[code];
+      out[4 * index] = out[4 * index + 1] = out[4 * index + 2] = grey;
+      out[4 * index + 3] = 255;
+    });
+    context.putImageData(pixels, 0, 0);
+  } else {
+    context.drawImage(picture.original, 0, 0);
+    if (viewer.invert) {
+      const pixels = context.getImageData(0, 0, width, height);
+      const out = pixels.data;
+      for (let index = 0; index < out.length; index += 4) {
+        out[index] = out[index + 1] = out[index + 2] = 255 - out[index];
+      }
+      context.putImageData(pixels, 0, 0);
+    }
+  }
+  second.getContext("2d").drawImage(first, 0, 0);
+  const { center, width: span } = shownWindow(viewer);
+  viewer.pair.dataset.window = viewer.window ? `${center} ${span}${viewer.invert ? " inverted" : ""}`
+    : `file${viewer.invert ? " inverted" : ""}`;
+}
+
+async function decodePicture(source, colourManaged) {
+  const blob = await (await fetch(source)).blob();
+  // The codes picture is data, not colour: no colour-space conversion may touch its bytes.
+  return createImageBitmap(blob, colourManaged ? {} : { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+}
+
+async function loadPicture(viewer, data) {
+  const generation = ++viewer.generation;
+  const [original, coded] = await Promise.all([decodePicture(data.original, true), decodePicture(data.codes, false)]);
+  if (generation !== viewer.generation) return false; // a newer image arrived meanwhile
+  const canvas = new OffscreenCanvas(coded.width, coded.height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(coded, 0, 0);
+  const rgba = context.getImageData(0, 0, coded.width, coded.height).data;
+  const codes = new Uint16Array(coded.width * coded.height);
+  for (let index = 0; index < codes.length; index += 1) codes[index] = (rgba[4 * index] << 8) | rgba[4 * index + 1];
+  viewer.picture = { image: data.image, original, codes };
+  return true;
+}
+
+// --- the map shown: pathology, layers, opacity and outline threshold, switched in the browser ------------------------
+
+const CHOICES = ["label", "layers", "opacity", "threshold"];
+const LAYER_TITLES = { heatmap: "Grad-CAM++", saliency: "saliency", outline: "outline" };
+
+function mapControl(viewer, name, tag = "input") {
+  return viewer.pair.querySelector(`${tag}[data-map='${name}']`);
+}
+
+function wireMap(viewer) {
+  const redraw = () => { if (viewer.picture) drawOverlay(viewer); };
+  mapControl(viewer, "label", "select").addEventListener("change", (event) => {
+    viewer.choice.label = event.target.value;
+    redraw();
+  });
+  for (const layer of ["heatmap", "outline"]) {
+    mapControl(viewer, layer).addEventListener("change", (event) => {
+      const layers = new Set(viewer.choice.layers);
+      if (event.target.checked) layers.add(layer); else layers.delete(layer);
+      viewer.choice.layers = ["heatmap", "saliency", "outline"].filter((name) => layers.has(name));
+      redraw();
+    });
+  }
+  for (const setting of ["opacity", "threshold"]) {
+    mapControl(viewer, setting).addEventListener("input", (event) => {
+      viewer.choice[setting] = Number(event.target.value);
+      redraw();
+    });
+  }
+  // A row pressed in the findings table (app/pathology_table.js) shows its map at once; the table's own rerun
+  // then brings the rest of the page along.
+  const fromTable = (event) => {
+    const row = event.target.closest?.(".cxr-findings tbody tr[data-label]");
+    if (!row || !viewer.choice || !viewer.data.maps[row.dataset.label]) return;
+    if (event.type === "keydown" && event.key !== "Enter" && event.key !== " ") return;
+    viewer.choice.label = row.dataset.label;
+    redraw();
+  };
+  document.addEventListener("click", fromTable, true);
+  // A new upload hides the film shown at once: nothing of it or its overlay is seen beside the next one's name.
+  document.addEventListener("change", (event) => {
+    if (event.target.matches?.("input[type='file']")) viewer.pair.classList.add("cxr-loading");
+  }, true);
+  document.addEventListener("keydown", fromTable, true);
+}
+
+// The server's settings win where they changed since it last sent them (the reader moved a page control);
+// elsewhere the reader's choice made here stays.
+function adopt(viewer, overlay) {
+  const served = Object.fromEntries(CHOICES.map((key) => [key, overlay[key]]));
+  if (!viewer.choice) viewer.choice = { ...served };
+  for (const key of CHOICES) {
+    if (!viewer.served || JSON.stringify(viewer.served[key]) !== JSON.stringify(served[key])) {
+      viewer.choice[key] = served[key];
+    }
+  }
+  viewer.served = served;
+}
+
+function syncMapControls(viewer, saliencyShown) {
+  const { choice, data } = viewer;
+  const select = mapControl(viewer, "label", "select");
+  const names = data.findings.map((finding) => finding.label).join();
+  if (select.dataset.labels !== names) {
+    select.replaceChildren(...data.findings.map((finding) => new Option(finding.name, finding.label)));
+    select.dataset.labels = names;
+  }
+  select.value = choice.label;
+  mapControl(viewer, "heatmap").checked = choice.layers.includes("heatmap");
+  mapControl(viewer, "outline").checked = choice.layers.includes("outline");
+  for (const setting of ["opacity", "threshold"]) {
+    mapControl(viewer, setting).value = choice[setting];
+    mapControl(viewer, setting, "output").value = Number(choice[setting]).toFixed(2);
+  }
+  const name = data.findings.find((finding) => finding.label === choice.label)?.name || choice.label;
+  const drawn = choice.layers.filter((layer) => layer !== "saliency" || saliencyShown);
+  const titles = drawn.map((layer) => LAYER_TITLES[layer]).join(" + ") || "no overlay";
+  // Gradient saliency costs a backward pass per pathology: the page computes it for the pathology it shows.
+  const missing = choice.layers.length > drawn.length ? " (saliency: pick it in the table)" : "";
+  viewer.captions[1].textContent = viewer.captions[1].title = `${name} · ${titles}${missing}`;
+}
+
+// --- the maps -----------------------------------------------------------------------------------------------------
 
 function bytesOf(base64) {
   return Uint8Array.from(atob(base64), (character) => character.charCodeAt(0));
 }
 
-// The grids arrive as base64: attention as uint8 (value x 255), raw as little-endian float32.
-function decodeHover(hover) {
-  return {
-    rows: hover.rows,
-    cols: hover.cols,
-    attention: bytesOf(hover.attention),
-    raw: new Float32Array(bytesOf(hover.raw).buffer),
+// Bilinear with half-pixel centres (torch's align_corners=False), as xai_core.explain resizes maps.
+function resize(source, rows, cols, height, width) {
+  const axis = (inputs, outputs) => {
+    const low = new Int32Array(outputs);
+    const high = new Int32Array(outputs);
+    const weight = new Float32Array(outputs);
+    for (let index = 0; index < outputs; index += 1) {
+      const position = Math.max(0, ((index + 0.5) * inputs) / outputs - 0.5);
+      low[index] = Math.min(Math.floor(position), inputs - 1);
+      high[index] = Math.min(low[index] + 1, inputs - 1);
+      weight[index] = position - Math.floor(position);
+    }
+    return { low, high, weight };
   };
+  const across = axis(cols, width);
+  const down = axis(rows, height);
+  const out = new Float32Array(height * width);
+  for (let y = 0; y < height; y += 1) {
+    const top = down.low[y] * cols;
+    const bottom = down.high[y] * cols;
+    const wy = down.weight[y];
+    for (let x = 0; x < width; x += 1) {
+      const left = across.low[x];
+      const right = across.high[x];
+      const wx = across.weight[x];
+      const upper = source[top + left] * (1 - wx) + source[top + right] * wx;
+      const lower = source[bottom + left] * (1 - wx) + source[bottom + right] * wx;
+      out[y * width + x] = upper * (1 - wy) + lower * wy;
+    }
+  }
+  return out;
 }
 
-function showAttention(viewer, view, event, [u, v, width, height]) {
-  const hover = viewer.hover;
-  if (viewer.drag || u < 0 || v < 0 || u >= width || v >= height) {
+function minMax(values) {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const value of values) {
+    if (value < low) low = value;
+    if (value > high) high = value;
+  }
+  return values.map((value) => (value - low) / (SCALE_EPS + high - low));
+}
+
+function rawMap(viewer, label) {
+  const map = viewer.data.maps[label];
+  return { ...map, values: new Float32Array(bytesOf(map.raw).buffer) };
+}
+
+// The map in [0, 1] at display size exactly as xai_core.explain.normalized_cam: min-max, resize, min-max.
+function normalizedMap(viewer, label) {
+  if (!viewer.maps.has(label)) {
+    const { rows, cols, values } = rawMap(viewer, label);
+    const [width, height] = viewer.data.size;
+    viewer.maps.set(label, minMax(resize(minMax(values), rows, cols, height, width)));
+  }
+  return viewer.maps.get(label);
+}
+
+function paint(canvas, width, height, fill) {
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(width, height);
+  fill(pixels.data);
+  context.putImageData(pixels, 0, 0);
+}
+
+// Where the map reaches the threshold, less that region shrunk by the line width: its rim, drawn inside it.
+function outlineOf(map, width, height, threshold, lineWidth) {
+  const inside = new Uint8Array(map.length);
+  map.forEach((value, index) => { inside[index] = value >= threshold ? 1 : 0; });
+  const shrink = (mask, step, count, length) => { // a run of lineWidth pixels along one axis must all be inside
+    const out = new Uint8Array(mask.length);
+    for (let line = 0; line < count; line += 1) {
+      const start = line * (step === 1 ? width : 1);
+      let run = 0;
+      const stretch = new Int32Array(length); // inside pixels up to here along the line
+      for (let at = 0; at < length; at += 1) {
+        run = mask[start + at * step] ? run + 1 : 0;
+        stretch[at] = run;
+      }
+      run = 0;
+      for (let at = length - 1; at >= 0; at -= 1) {
+        run = mask[start + at * step] ? run + 1 : 0;
+        out[start + at * step] = stretch[at] > lineWidth && run > lineWidth ? 1 : 0;
+      }
+    }
+    return out;
+  };
+  const core = shrink(shrink(inside, 1, height, width), width, width, height);
+  return inside.map((value, index) => value & (1 - core[index]));
+}
+
+function drawOverlay(viewer) {
+  const { data, choice } = viewer;
+  const overlay = data.overlay;
+  const [width, height] = data.size;
+  const shown = new Set(choice.layers);
+  const map = normalizedMap(viewer, choice.label);
+  const saliencyShown = shown.has("saliency") && overlay.saliency_label === choice.label
+    && viewer.saliency?.source === overlay.saliency;
+  syncMapControls(viewer, saliencyShown);
+  const { heatmap, saliency, outline } = viewer.layers;
+  if (shown.has("heatmap")) {
+    const lut = bytesOf(overlay.lut);
+    paint(heatmap, width, height, (out) => {
+      map.forEach((value, index) => {
+        const entry = 3 * Math.floor(value * 255 + 0.5);
+        out[4 * index] = lut[entry];
+        out[4 * index + 1] = lut[entry + 1];
+        out[4 * index + 2] = lut[entry + 2];
+        out[4 * index + 3] = value * 255 + 0.5;
+      });
+    });
+  }
+  if (shown.has("outline")) {
+    const rim = outlineOf(map, width, height, choice.threshold, overlay.outline_width);
+    const [red, green, blue] = overlay.outline_colour;
+    paint(outline, width, height, (out) => {
+      rim.forEach((on, index) => {
+        if (!on) return;
+        out[4 * index] = red;
+        out[4 * index + 1] = green;
+        out[4 * index + 2] = blue;
+        out[4 * index + 3] = 255;
+      });
+    });
+  }
+  heatmap.style.opacity = saliency.style.opacity = choice.opacity;
+  heatmap.hidden = !shown.has("heatmap");
+  outline.hidden = !shown.has("outline");
+  saliency.hidden = !saliencyShown;
+  viewer.overlayPane.dataset.drawn = JSON.stringify([data.image, choice.label, choice.layers, choice.opacity,
+    choice.threshold, overlay.colormap, saliency.hidden ? null : overlay.saliency.length]);
+  viewer.overlayPane.dataset.drawnAt = performance.now().toFixed(1);
+}
+
+// Gradient saliency arrives as a grey picture (one pathology, computed by the server on request).
+async function loadSaliency(viewer, source) {
+  const picture = await decodePicture(source, false);
+  const [width, height] = viewer.data.size;
+  const reader = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+  reader.drawImage(picture, 0, 0, width, height);
+  const grey = reader.getImageData(0, 0, width, height).data;
+  const [red, green, blue] = viewer.data.overlay.saliency_colour;
+  paint(viewer.layers.saliency, width, height, (out) => {
+    for (let index = 0; index < out.length; index += 4) {
+      out[index] = red;
+      out[index + 1] = green;
+      out[index + 2] = blue;
+      out[index + 3] = grey[index];
+    }
+  });
+  viewer.saliency = { source };
+}
+
+function showAttention(viewer, event, [u, v, width, height]) {
+  if (viewer.drag || !viewer.data || u < 0 || v < 0 || u >= width || v >= height) {
     viewer.tip.hidden = true;
     return;
   }
-  const cell = Math.floor((v / height) * hover.rows) * hover.cols + Math.floor((u / width) * hover.cols);
-  viewer.tip.textContent =
-    `attention ${(hover.attention[cell] / 255).toFixed(2)} of this map's maximum · raw ${hover.raw[cell].toPrecision(3)}`;
+  const label = viewer.choice.label;
+  const attention = normalizedMap(viewer, label)[Math.floor(v) * width + Math.floor(u)];
+  const { rows, cols, values } = rawMap(viewer, label);
+  const raw = rawAt(values, rows, cols, u / width, v / height);
+  viewer.tip.textContent = `attention ${attention.toFixed(2)} of this map's maximum · raw ${raw.toPrecision(3)}`;
   const box = viewer.pair.getBoundingClientRect();
   viewer.tip.style.left = `${event.clientX - box.left + 14}px`;
   viewer.tip.style.top = `${event.clientY - box.top + 14}px`;
   viewer.tip.hidden = false;
 }
 
+// The raw map at a point given as fractions of the image's width and height (bilinear, half-pixel centres).
+function rawAt(values, rows, cols, across, down) {
+  const clampTo = (position, size) => Math.min(size - 1, Math.max(0, position * size - 0.5));
+  const x = clampTo(across, cols);
+  const y = clampTo(down, rows);
+  const [x0, y0] = [Math.floor(x), Math.floor(y)];
+  const [x1, y1] = [Math.min(x0 + 1, cols - 1), Math.min(y0 + 1, rows - 1)];
+  const [wx, wy] = [x - x0, y - y0];
+  const at = (row, col) => values[row * cols + col];
+  return (at(y0, x0) * (1 - wx) + at(y0, x1) * wx) * (1 - wy) + (at(y1, x0) * (1 - wx) + at(y1, x1) * wx) * wy;
+}
+
 export default function (component) {
   const { data, parentElement } = component;
   const viewer = parentElement.__cxrViewer || (parentElement.__cxrViewer = build(parentElement));
-  // A new image opens whole; a new map, layer or display window keeps the reader's zoom and pan.
+  // A new image opens whole, in the file's window, with nothing of the previous film left on screen; a new map,
+  // layer or overlay setting keeps the reader's zoom, pan and window.
   const newImage = !viewer.data || viewer.data.image !== data.image;
-  if (!viewer.data || viewer.data.hover.raw !== data.hover.raw) viewer.hover = decodeHover(data.hover);
   viewer.data = data;
-  viewer.views.forEach((view) => { view.style.height = `${data.height}px`; });
-  data.captions.forEach((text, index) => { viewer.captions[index].textContent = text; });
-  [data.original, data.overlay].forEach((source, index) => {
-    if (viewer.images[index].getAttribute("src") !== source) viewer.images[index].setAttribute("src", source);
-  });
-  viewer.images[1].alt = `Overlay: ${data.captions[1]}`;
-  if (newImage) reset(viewer); else place(viewer);
+  fitHeight(viewer);
+  viewer.captions[0].textContent = data.captions[0];
+  if (newImage) {
+    viewer.choice = null;
+    viewer.served = null;
+    viewer.picture = null;
+    viewer.saliency = null;
+    viewer.maps.clear();
+    viewer.window = null;
+    viewer.invert = false;
+    viewer.pair.classList.add("cxr-loading");
+    delete viewer.overlayPane.dataset.drawn;
+    setUpWindow(viewer);
+    adopt(viewer, data.overlay);
+    reset(viewer);
+    loadPicture(viewer, data).then((loaded) => {
+      if (!loaded) return;
+      viewer.pair.classList.remove("cxr-loading");
+      drawGrey(viewer);
+      drawOverlay(viewer);
+    });
+  } else {
+    if (viewer.picture) viewer.pair.classList.remove("cxr-loading"); // the same film again (an upload refused)
+    adopt(viewer, data.overlay);
+    place(viewer);
+    if (viewer.picture) drawOverlay(viewer);
+  }
+  const saliencySource = data.overlay.saliency;
+  if (saliencySource && viewer.saliency?.source !== saliencySource) {
+    loadSaliency(viewer, saliencySource).then(() => { if (viewer.picture) drawOverlay(viewer); });
+  }
 }

@@ -15,7 +15,6 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,23 @@ from app.method_picker import method_comparison  # noqa: E402
 from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
 from xai_core.explain import Explanation, explain, saliency  # noqa: E402
-from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray, with_window  # noqa: E402
+from xai_core.display_window import DisplayValues, display_values  # noqa: E402
+from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
+from xai_core.card import TestRates  # noqa: E402
 from xai_core.model import XRayModel, load_model  # noqa: E402
+from xai_core.ood import Assessment, Level  # noqa: E402
+from xai_core.operating_points import NO_POINTS, POINT_NAMES, flagged, in_words, trusted, verdict_words  # noqa: E402
 from xai_core.overlay import (  # noqa: E402
     COLORMAPS,
     DEFAULT_COLORMAP,
+    colorize,
     display_shape,
     legend_entries,
+    outline_width,
     render_overlay,
     resize_grey,
-    to_jpeg_bytes,
+    saliency_for_display,
     to_png_bytes,
 )
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
@@ -49,10 +54,10 @@ UPLOADED = "Uploaded image"  # what an upload is called on the page: its file na
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
 SALIENCY_COLOUR, OUTLINE_COLOUR = "#00ff00", "#00ffff"  # render_overlay's defaults
+LAYER_KEYS = {HEATMAP: "heatmap", SALIENCY: "saliency", OUTLINE: "outline"}  # as app/image_pair.js names them
 SMOOTHGRAD_SAMPLES = 16
-HOVER_GRID = 96  # cells on the long side of the grid that gives the attention under the pointer
 FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
-Window = tuple[float, float] | None  # (level, width) chosen by the user; None: the file's own window
+MAPS_WITHHELD = "maps_withheld"  # the container of an image's results while the strong warning greys them out
 CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
 APP = Path(__file__).resolve().parent
 # The image panes and the findings table are small browser components: a new map swaps one picture in place
@@ -90,16 +95,19 @@ def read_image(file_sha256: str, _data: bytes) -> XRay:
 
 
 @st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def windowed_image(image_sha256: str, window: tuple[float, float], _xray: XRay) -> XRay:
-    return _read_only(with_window(_xray, *window))
-
-
-@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def display_grey(image_sha256: str, window: Window, _pixels: np.ndarray) -> np.ndarray:
-    """The radiograph at display size, [0, 1]."""
+def display_grey(image_sha256: str, _pixels: np.ndarray) -> np.ndarray:
+    """The radiograph at display size as the model sees it (the file's own window), [0, 1]."""
     grey = resize_grey(_pixels, display_shape(_pixels.shape))
     grey.setflags(write=False)
     return grey
+
+
+@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def window_values(image_sha256: str, _xray: XRay, shape: tuple[int, int]) -> DisplayValues:
+    """What the reader's display window applies to, in the browser (the model never sees it)."""
+    values = display_values(_xray, shape)
+    values.codes.setflags(write=False)
+    return values
 
 
 def _read_only(xray: XRay) -> XRay:
@@ -108,27 +116,31 @@ def _read_only(xray: XRay) -> XRay:
 
 
 @st.cache_data(max_entries=32, ttl=CACHE_TTL_S, show_spinner=False)
-def explain_image(image_sha256: str, window: Window, _xray: XRay) -> Explanation:
-    """One forward pass per (image, window): toggling a pathology or an overlay never repeats it."""
+def explain_image(image_sha256: str, _xray: XRay) -> Explanation:
+    """One forward pass per image, on the file's own pixels: no pathology, overlay or display window repeats it."""
     return explain(shared_model(), _xray)
 
 
 @st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
-def saliency_map(image_sha256: str, window: Window, label: str, samples: int, _xray: XRay) -> np.ndarray:
+def saliency_map(image_sha256: str, label: str, samples: int, _xray: XRay) -> np.ndarray:
     return saliency(shared_model(), _xray, label, smoothgrad_samples=samples)
 
 
 @st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def radiograph_png(image_sha256: str, window: Window, _grey: np.ndarray) -> bytes:
+def radiograph_png(image_sha256: str, _grey: np.ndarray) -> bytes:
     """The radiograph at display size as an 8-bit grey PNG (the three channels are equal)."""
     return to_png_bytes(render_overlay(_grey)[:, :, 0])
 
 
-@st.cache_data(max_entries=64, ttl=CACHE_TTL_S, show_spinner=False)
-def overlay_jpeg(image_sha256: str, window: Window, label: str, settings: str,
-                 _draw: Callable[[], np.ndarray]) -> bytes:
-    """The overlay at display size for the screen, once per (image, window, pathology, overlay settings)."""
-    return to_jpeg_bytes(_draw())
+@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
+def codes_png(image_sha256: str, _values: DisplayValues) -> bytes:
+    return _values.codes_png()
+
+
+@st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
+def saliency_png(image_sha256: str, label: str, samples: int, _gradients: np.ndarray, shape: tuple[int, int]) -> bytes:
+    """Gradient saliency at display size as an 8-bit grey PNG: app/image_pair.js draws it in its colour."""
+    return to_png_bytes(np.round(resize_grey(_gradients, shape) * 255).astype(np.uint8))
 
 
 # --- callbacks: they run before the page is drawn again ---------------------------------
@@ -158,11 +170,6 @@ def _pick_from_table() -> None:
     picked = st.session_state["pathology_table"].get("picked")
     if picked in PATHOLOGIES:
         st.session_state["pathology"] = picked
-
-
-def _reset_window(image_sha256: str) -> None:
-    for name in ("level", "width"):
-        st.session_state.pop(f"window_{name}_{image_sha256}", None)
 
 
 # --- page parts -------------------------------------------------------------------------------
@@ -218,30 +225,8 @@ def layer_picker() -> list[str]:
     return [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if layer in (chosen or [])]
 
 
-def window_controls(xray: XRay) -> Window:
-    """Window level and width for a greyscale DICOM, in the sidebar; None while the file's own window is kept."""
-    metadata = xray.metadata
-    low, high = metadata.value_range
-    span = max(high - low, 1.0)
-    step = 1.0 if span >= 100 else span / 100
-    file_level = metadata.window_center if metadata.window_center is not None else (low + high) / 2
-    file_width = metadata.window_width if metadata.window_width is not None else span
-    default_level, default_width = float(np.clip(file_level, low, high)), float(np.clip(file_width, step, 2 * span))
-    with st.sidebar:
-        st.subheader("Display window")
-        shown = "%.0f" if step == 1.0 else "%.3g"
-        level = st.slider("Window level", float(low), float(high), default_level, step, shown,
-                          key=f"window_level_{xray.sha256}")
-        width = st.slider("Window width", step, float(2 * span), default_width, step, shown,
-                          key=f"window_width_{xray.sha256}")
-        st.button("Reset to the file's window", on_click=_reset_window, args=(xray.sha256,), width="stretch")
-    if (level, width) == (default_level, default_width):
-        return None
-    return float(level), float(width)
-
-
 def image_details(xray: XRay) -> None:
-    """The window used and the technical metadata, in the sidebar."""
+    """The window the model reads the file with, and the technical metadata, in the sidebar."""
     metadata = xray.metadata
     with st.sidebar:
         if metadata.window_source == "VOI LUT":
@@ -251,7 +236,7 @@ def image_details(xray: XRay) -> None:
         else:
             used = None
         if used:
-            st.caption(f"Window used: {used}.")
+            st.caption(f"The model reads the file through {used}; the window above the images is for viewing only.")
         with st.expander("Image details (de-identified)"):
             rows = "".join(f"| {key.replace('_', ' ')} | {_literal(_readable(value))} |\n"
                            for key, value in metadata.as_dict().items() if value is not None)
@@ -271,34 +256,79 @@ def _readable(value: object) -> str:
     return str(value)
 
 
-def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str) -> None:
-    """All 14 pathologies by probability (app/pathology_table.js); pressing a row shows that pathology's map."""
-    thresholds, status = model.thresholds(), model.validation_status()
+def operating_point_switch() -> str:
+    """The point every pathology is flagged against: high specificity unless the reader picks the other."""
+    point = st.radio("Flag findings at", list(POINT_NAMES), format_func=lambda name: POINT_NAMES[name].capitalize(),
+                     horizontal=True, key="operating_point",
+                     help="Both points were chosen on NIH validation films and counted on NIH test films. High "
+                          "specificity: 90% of validation films without the finding stay unflagged (fewer false "
+                          "alarms, more misses). High sensitivity: 90% of validation films with it are flagged.")
+    return point
+
+
+def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str, point: str) -> None:
+    """All 14 pathologies by probability (app/pathology_table.js); pressing a row shows that pathology's map.
+
+    ▲ marks a pathology at or above the chosen operating point; a label whose test evidence is not "works"
+    is drawn faint."""
+    card = model.card
     probability_help = ("Calibrated on validation films (model card): of the films given about this value there, "
                         "about this share had the finding. Where the finding is commoner or rarer, so is the share."
-                        if model.card.calibration is not None else "Not calibrated: read it as a ranking, not a risk.")
+                        if card.calibration is not None else "Not calibrated: read it as a ranking, not a risk.")
+
+    def flag_help(name: str) -> str:
+        chosen = card.operating_point(name, point)
+        if chosen is None:
+            entry = card.operating_points.labels.get(name) if card.operating_points else None
+            return "; ".join(entry.missing) if entry and entry.missing else NO_POINTS
+        return f"{POINT_NAMES[point].capitalize()} point {chosen.threshold:.3f}: {in_words(chosen)}"
+
     PATHOLOGY_TABLE(key="pathology_table", on_picked_change=_pick_from_table, data={
         "columns": [
             {"title": "Pathology", "className": "cxr-name"},
             {"title": "Probability", "className": "cxr-probability", "help": probability_help},
-            {"title": "▲", "className": "cxr-above", "help": "At or above its operating threshold (model card)"},
-            {"title": "Validated", "className": "cxr-validated",
-             "help": "Whether the held-out test split had enough positives to validate it (model card)"},
+            {"title": "▲", "className": "cxr-above", "help": f"At or above its {POINT_NAMES[point]} point"},
+            {"title": "Evidence", "className": "cxr-evidence",
+             "help": "From the NIH test AUROC's 95% interval and the number of test cases: works (lower bound "
+                     "at least 0.70), weak (above 0.50), not shown to work, or too few cases to tell"},
         ],
         "rows": [{"label": name, "name": display_name(name), "probability": explanation.probability(name),
-                  "above": explanation.probability(name) >= thresholds[name],
-                  "validated": status[name].startswith("validated")} for name in order],
+                  "flagged": flagged(card, name, explanation.probability(name), point),
+                  "flag_help": flag_help(name),
+                  "evidence": card.verdict(name).kind if card.verdict(name) else "none",
+                  "evidence_help": verdict_words(card, name),
+                  "trusted": trusted(card, name)} for name in order],
         "shown": label,
     })
 
 
-def pathology_summary(model: XRayModel, explanation: Explanation, label: str) -> None:
-    probability, threshold = explanation.probability(label), model.thresholds()[label]
-    side = "above" if probability >= threshold else "below"
-    st.markdown(
-        f"**{display_name(label)}** · probability **{probability:.3f}**, {side} its operating threshold "
-        f"{threshold:.3f}  \nModel card: {model.validation_status()[label]}."
-    )
+def pathology_summary(model: XRayModel, explanation: Explanation, label: str, point: str) -> None:
+    """The pathology shown: its probability against the chosen point, what that point means in test films, and
+    how far its evidence goes."""
+    card, probability = model.card, explanation.probability(label)
+    chosen = card.operating_point(label, point)
+    if chosen is None:
+        entry = card.operating_points.labels.get(label) if card.operating_points else None
+        where = "; ".join(entry.missing) if entry and entry.missing else NO_POINTS
+        lines = [f"**{display_name(label)}** · probability **{probability:.3f}**, not flagged: {where}."]
+    else:
+        side = "flagged" if probability >= chosen.threshold else "not flagged"
+        test = chosen.test
+        lines = [f"**{display_name(label)}** · probability **{probability:.3f}**, {side} at the {POINT_NAMES[point]} "
+                 f"point ({chosen.threshold:.3f}).",
+                 f"{in_words(chosen).capitalize()} ({_rates(test)})."]
+    lines.append(f"Evidence on NIH test films: **{verdict_words(card, label)}**.")
+    st.markdown("  \n".join(lines))
+
+
+def _rates(test: TestRates) -> str:
+    parts = []
+    for name, value, interval in (("sensitivity", test.sensitivity, test.sensitivity_ci95),
+                                  ("specificity", test.specificity, test.specificity_ci95),
+                                  ("PPV", test.ppv, test.ppv_ci95)):
+        if value is not None and interval is not None:
+            parts.append(f"{name} {value:.2f}, 95% CI {interval[0]:.2f}–{interval[1]:.2f}")
+    return "; ".join(parts)
 
 
 def map_evidence(model: XRayModel, label: str) -> None:
@@ -330,35 +360,44 @@ def map_evidence(model: XRayModel, label: str) -> None:
     st.caption("NIH test films: " + " ".join(sentences))
 
 
-def image_pair(image_id: str, original_png: bytes, overlay_picture: bytes, size: tuple[int, int], overlay_title: str,
-               hover: dict) -> None:
-    """Original and overlay side by side (app/image_pair.js): zoom and pan are linked and survive a new map."""
-    def data_url(picture: bytes, kind: str) -> str:
-        return f"data:image/{kind};base64," + base64.b64encode(picture).decode("ascii")
+def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.ndarray, overlay_title: str,
+               label: str, settings: dict, saliency_picture: bytes | None) -> None:
+    """Original and overlay side by side (app/image_pair.js), drawn in the browser: the display window, zoom and pan
+    stay as the reader left them; the maps travel as the model's raw 14 grids and are scaled and coloured there."""
+    def data_url(picture: bytes) -> str:
+        return "data:image/png;base64," + base64.b64encode(picture).decode("ascii")
 
+    values = window_values(xray.sha256, xray, grey.shape)
+    rows, cols = explanation.raw_cams.shape[1:]
     IMAGE_PAIR(key="image_pair", height="content", data={
-        "image": image_id,
-        "original": data_url(original_png, "png"),
-        "overlay": data_url(overlay_picture, "jpeg"),
-        "size": [size[1], size[0]],
-        "captions": ["Original", overlay_title],
+        "image": xray.sha256,
+        "size": [grey.shape[1], grey.shape[0]],
         "height": FIGURE_HEIGHT,
-        "hover": hover,
+        "captions": ["Original", overlay_title],
+        "original": data_url(radiograph_png(xray.sha256, grey)),
+        "codes": data_url(codes_png(xray.sha256, values)),
+        "display": values.as_dict(),
+        "findings": [{"label": name, "name": display_name(name)} for name in order],
+        "maps": {name: {"rows": rows, "cols": cols, "raw": base64.b64encode(cam.astype("<f4").tobytes()).decode()}
+                 for name, cam in zip(explanation.labels, explanation.raw_cams)},
+        "overlay": {
+            "label": label,
+            "layers": [LAYER_KEYS[layer] for layer in settings["layers"]],
+            "opacity": settings["opacity"],
+            "threshold": settings["outline_threshold"],
+            "colormap": settings["colormap"],
+            "lut": base64.b64encode(colorize(np.linspace(0, 1, 256, dtype=np.float32), settings["colormap"]).tobytes()).decode(),
+            "outline_colour": _rgb(OUTLINE_COLOUR),
+            "outline_width": outline_width(grey.shape),
+            "saliency_colour": _rgb(SALIENCY_COLOUR),
+            "saliency": None if saliency_picture is None else data_url(saliency_picture),
+            "saliency_label": None if saliency_picture is None else label,
+        },
     })
 
 
-def hover_grid(explanation: Explanation, label: str) -> dict:
-    """A coarse grid of the normalised and raw map for the attention shown under the pointer.
-
-    Sent as base64 of uint8 (attention in 1/255 steps) and little-endian float32 (raw): as JSON numbers,
-    encoding the two grids took longer than drawing the overlay.
-    """
-    rows, cols = display_shape(explanation.image_shape, HOVER_GRID)
-    attention = np.round(explanation.normalized_map(label, (rows, cols)) * 255).astype(np.uint8)
-    raw = explanation.raw_map(label, (rows, cols)).astype("<f4")
-    return {"rows": rows, "cols": cols,
-            "attention": base64.b64encode(attention.tobytes()).decode("ascii"),
-            "raw": base64.b64encode(raw.tobytes()).decode("ascii")}
+def _rgb(colour: str) -> list[int]:
+    return [int(colour[index:index + 2], 16) for index in (1, 3, 5)]
 
 
 def legend(settings: dict, explanation: Explanation, label: str) -> None:
@@ -391,12 +430,10 @@ def downloads(overlay_png: Callable[[], bytes], record: dict, label: str) -> Non
                            mime="application/json", key="download_json", on_click="ignore", width="stretch")
 
 
-def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
-    window = window_controls(file_xray) if file_xray.modality_values is not None else None
-    xray = windowed_image(file_xray.sha256, window, file_xray) if window else file_xray
+def show_result(model: XRayModel, xray: XRay, settings: dict) -> None:
     image_details(xray)
     with st.spinner("Running the model…"):
-        explanation = explain_image(xray.sha256, window, xray)
+        explanation = explain_image(xray.sha256, xray)
     order = sorted(explanation.labels, key=explanation.probability, reverse=True)
     if st.session_state.get("pathology_image") != xray.sha256 or st.session_state.get("pathology") not in order:
         st.session_state["pathology"] = order[0]  # a new image opens on its most probable finding
@@ -404,18 +441,32 @@ def show_result(model: XRayModel, file_xray: XRay, settings: dict) -> None:
 
     for notice in xray.notices:
         st.info(notice)
-    if explanation.out_of_distribution:
-        st.warning(
-            "**Caution: this image does not look like the frontal chest radiographs the model was trained on** "
-            f"(feature distance {explanation.ood_distance:.0f}, threshold {explanation.ood_threshold:.0f}). "
-            "The predictions and maps below are very likely meaningless for it."
-        )
-    result_view(model, xray, window, explanation, order, settings)
+    if out_of_distribution_warning(explanation.ood, xray.sha256):
+        with st.container(key=MAPS_WITHHELD):  # greyed out and inert (the page's style) until the reader asks
+            result_view(model, xray, explanation, order, settings)
+    else:
+        result_view(model, xray, explanation, order, settings)
+
+
+def out_of_distribution_warning(assessment: Assessment | None, image_sha256: str) -> bool:
+    """The two-level warning (xai_core.ood); True while the maps of an image that is not a frontal chest
+    radiograph stay greyed out (until the reader chooses to see them)."""
+    if assessment is None or assessment.level is Level.FRONTAL_CHEST:
+        return False
+    if assessment.level is Level.DIFFERS:
+        differences = "; ".join(assessment.reasons)
+        st.warning(f"**{assessment.headline}** {differences[:1].upper()}{differences[1:]}. Read the predictions and maps "
+                   "with more caution than usual: the model's figures were measured on films like its training films.",
+                   icon="⚠️")
+        return False
+    st.error(f"**{assessment.headline}** It looks more like another body part, another modality, a photograph or "
+             "a document than the frontal chest films the model was trained on, so its predictions and maps "
+             "below are very likely meaningless.", icon=":material/block:")
+    return not st.toggle("Show the predictions and maps anyway", key=f"reveal_maps_{image_sha256}")
 
 
 @st.fragment
-def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Explanation, order: list[str],
-                settings: dict) -> None:
+def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: list[str], settings: dict) -> None:
     """Probabilities, maps and downloads: picking a pathology or a layer redraws only this part of the page.
 
     The images are drawn first: the new overlay reaches the page before the table and the downloads.
@@ -428,7 +479,7 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
     gradients = None
     if SALIENCY in layers:
         with st.spinner("Computing gradient saliency…"):
-            gradients = saliency_map(xray.sha256, window, label, settings["smoothgrad_samples"], xray)
+            gradients = saliency_for_display(saliency_map(xray.sha256, label, settings["smoothgrad_samples"], xray))
 
     def overlay(grey: np.ndarray) -> np.ndarray:
         attention = explanation.normalized_map(label, grey.shape)
@@ -442,23 +493,24 @@ def result_view(model: XRayModel, xray: XRay, window: Window, explanation: Expla
             threshold=settings["outline_threshold"],
         )
 
-    grey = display_grey(xray.sha256, window, xray.pixels)
+    grey = display_grey(xray.sha256, xray.pixels)
     overlay_title = f"{display_name(label)} · {' + '.join(LAYER_TITLES[layer] for layer in layers) or 'no overlay'}"
-    shown = overlay_jpeg(xray.sha256, window, label, json.dumps(settings, sort_keys=True), partial(overlay, grey))
+    saliency_picture = None if gradients is None else saliency_png(
+        xray.sha256, label, settings["smoothgrad_samples"], gradients, grey.shape)
     with images:
-        image_pair(xray.sha256, radiograph_png(xray.sha256, window, grey), shown, grey.shape, overlay_title,
-                   hover_grid(explanation, label))
+        image_pair(xray, explanation, order, grey, overlay_title, label, settings, saliency_picture)
         legend(settings, explanation, label)
         map_evidence(model, label)
-        method_comparison(model, xray, window, label, grey, explanation.normalized_map(label, grey.shape), settings)
+        method_comparison(model, xray, label, grey, explanation.normalized_map(label, grey.shape), settings)
 
-    record = explanation_record(model, xray, explanation,
-                                {**settings, "pathology_shown": label, "window": list(window) if window else None})
     with findings:
-        probability_table(model, explanation, order, label)
+        point = operating_point_switch()
+    record = explanation_record(model, xray, explanation, {**settings, "pathology_shown": label, "flagged_at": point})
+    with findings:
+        probability_table(model, explanation, order, label, point)
         st.caption("Press a row, or pick below, to see where the model looked for that pathology.")
         st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
-        pathology_summary(model, explanation, label)
+        pathology_summary(model, explanation, label, point)
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
             "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
@@ -482,7 +534,9 @@ def main() -> None:
                        initial_sidebar_state=300)
     # The uploader would show the file's name, which can carry the patient's: it is hidden (screen sharing, teaching).
     st.markdown("<style>.block-container {padding: 2.2rem 1.5rem 1rem 1.5rem;} "
-                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;} </style>",
+                "[data-testid='stFileUploader'] [data-testid='stFileChipName'] {display: none;} "
+                f".st-key-{MAPS_WITHHELD} {{opacity: 0.3; filter: grayscale(1) blur(6px); pointer-events: none; "
+                "user-select: none;} </style>",
                 unsafe_allow_html=True)
     try:
         model = shared_model()

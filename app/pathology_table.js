@@ -60,7 +60,9 @@ function fill(table, data) {
   for (const finding of data.rows) {
     const row = body.insertRow();
     row.dataset.label = finding.label;
-    cell(row, "cxr-name", finding.name);
+    // A label whose test evidence is not "works" is drawn faint: its probability is not to be acted on.
+    row.classList.toggle("cxr-untrusted", !finding.trusted);
+    cell(row, "cxr-name", finding.name).title = finding.name;
     const probability = cell(row, "cxr-probability", "");
     const bar = document.createElement("span");
     bar.className = "cxr-bar";
@@ -69,8 +71,9 @@ function fill(table, data) {
     value.className = "cxr-value";
     value.textContent = finding.probability.toFixed(2);
     probability.append(bar, value);
-    cell(row, "cxr-above", finding.above ? "▲" : "").title = finding.above ? "At or above its operating threshold" : "";
-    cell(row, "cxr-validated", finding.validated ? "yes" : "no");
+    // flagged: true, false, or null where the model card has no such operating point for this label.
+    cell(row, "cxr-above", finding.flagged === null ? "–" : finding.flagged ? "▲" : "").title = finding.flag_help;
+    cell(row, "cxr-evidence", finding.evidence).title = finding.evidence_help;
   }
   mark(table, data.shown);
   if (focused) body.querySelector("tr[aria-selected='true']")?.focus();

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from browser_support import (  # noqa: E402
+    COUNT_MESSAGES_TO_SERVER,
     FINDING_ROWS,
     NEW_OVERLAY_SETTLED,
     ROOT,
@@ -40,17 +41,32 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 NIH_IMAGES = ROOT.parent / "shared" / "data" / "nih" / "images"
 
 
-# Page-side timestamps (performance.now(), ms since the navigation started): mouse presses and the overlay
-# picture's load events. 'load' does not bubble, so it is caught on the way down (capture).
+# Page-side timestamps (performance.now(), ms since the navigation started): mouse presses and each overlay drawn
+# (app/image_pair.js sets the overlay pane's data-drawn once its canvases hold the new map).
 PAGE_CLOCK = """
 window.__viewerTimes = {presses: [], overlays: []};
 document.addEventListener('pointerdown', () => window.__viewerTimes.presses.push(performance.now()), true);
-document.addEventListener('load', (event) => {
-    if (event.target.closest && event.target.closest("[data-pane='overlay']")) {
-        window.__viewerTimes.overlays.push(performance.now());
-    }
-}, true);
+new MutationObserver((changes) => {
+    if (changes.some((change) => change.target.dataset.drawn)) window.__viewerTimes.overlays.push(performance.now());
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-drawn']});
 """
+
+# A pathology switched in the image pane's own picker, timed to the next frame painted after it, beside the same
+# page's idle frame (two frames with nothing to do); and the messages sent to the server meanwhile (a rerun sends one).
+PANE_SWITCH = """async (label) => {
+    const frame = () => new Promise(requestAnimationFrame);
+    await frame();
+    const idleStart = performance.now();
+    await frame();
+    const idle = performance.now() - idleStart;
+    const sent = window.__messagesToServer;
+    const picker = document.querySelector("select[data-map='label']");
+    const start = performance.now();
+    picker.value = label;
+    picker.dispatchEvent(new Event('change'));
+    await frame();
+    return [(performance.now() - start) / 1000, idle / 1000, window.__messagesToServer - sent];
+}"""
 
 
 def press_to_overlay_seconds(page) -> float:
@@ -127,9 +143,11 @@ def main() -> None:
             """A new browser profile (nothing cached) with the page clock in every tab."""
             context = browser.new_context(viewport={"width": 1600, "height": 1000})
             context.add_init_script(PAGE_CLOCK)
+            context.add_init_script(COUNT_MESSAGES_TO_SERVER)
             return context
 
         first_heatmap, first_heatmap_cached, click_to_heatmap, toggles, switches, settled = [], [], [], [], [], []
+        pane_switches, idle_frames, rerun_messages = [], [], 0
         ready, ready_cached, reference_ready, reference_ready_cached = [], [], [], []
         labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
         for repeat in range(args.repeats):
@@ -155,6 +173,11 @@ def main() -> None:
             toggles.append(toggle)
             switches.append(switch)
             settled.extend([toggle_settled, switch_settled])
+            for label in labels:
+                switch_s, idle_s, sent = page.evaluate(PANE_SWITCH, label)
+                pane_switches.append(switch_s)
+                idle_frames.append(idle_s)
+                rerun_messages += sent
             context.close()
 
             context = fresh_profile()
@@ -196,9 +219,13 @@ def main() -> None:
     print(line("pathology toggle (a table row pressed)", toggles, "≤ 0.3 s"))
     print(line("overlay switch", switches, "≤ 0.3 s"))
     print(line("toggle or switch → whole page redrawn (table, picker, downloads)", settled, "–"))
+    print(line("pathology switched in the image pane's picker → next frame painted", pane_switches, "≤ 0.1 s"))
+    print(line("… the same page's idle frame", idle_frames, "–"))
     print(line("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"))
     print(line("reference: bare Streamlit page → button pressed (ready), page scripts cached",
                reference_ready_cached, "–"))
+    print(f"\nmessages sent to the server during the {len(pane_switches)} pane switches (a rerun sends one): "
+          f"{rerun_messages}")
     print(f"\npage ready, viewer / bare Streamlit page (medians): "
           f"{statistics.median(ready) / statistics.median(reference_ready):.2f} × new profile, "
           f"{statistics.median(ready_cached) / statistics.median(reference_ready_cached):.2f} × scripts cached")

@@ -82,7 +82,7 @@ def open_sample(page, timeout_ms: int = 180_000) -> None:
     """Press Open sample and wait until the overlay, the pathology picker and the table's 14 rows are drawn."""
     page.get_by_role("button", name="Open sample").click(timeout=timeout_ms)  # the first page loads the model
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
-    page.locator(f"{OVERLAY_IMAGE}[src]").wait_for(timeout=timeout_ms)
+    page.locator(f"{OVERLAY_PANE}[data-drawn]").wait_for(timeout=timeout_ms)
     page.locator(FINDING_ROWS).nth(13).wait_for(timeout=timeout_ms)
 
 
@@ -98,29 +98,47 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
 
 # The findings table's rows (app/pathology_table.js), most probable first; the one shown is aria-selected.
 FINDING_ROWS = ".cxr-findings tbody tr"
-# The image panes (app/image_pair.js): the radiograph, then the overlay.
-PANE_IMAGES = ".cxr-pair .cxr-view img"
-OVERLAY_IMAGE = ".cxr-pair [data-pane='overlay'] img"
+# The image panes (app/image_pair.js): the radiograph, then the overlay, each a stack of canvases drawn in the
+# browser; the overlay pane's data-drawn names what it shows (image, pathology, layers, settings) once drawn.
+PANE_IMAGES = ".cxr-pair .cxr-stack"
+OVERLAY_IMAGE = ".cxr-pair [data-pane='overlay'] .cxr-stack"
+OVERLAY_PANE = ".cxr-pair [data-pane='overlay']"
 _OVERLAY_SOURCE = f"""() => {{
-    const image = document.querySelector("{OVERLAY_IMAGE}");
-    return image ? image.getAttribute('src') : null;
+    const pane = document.querySelector("{OVERLAY_PANE}");
+    return pane && pane.dataset.drawn ? pane.dataset.drawn : null;
 }}"""
 
 
 def overlay_source(page) -> str | None:
-    """The data URL the overlay pane shows now, or None before the panes are drawn."""
+    """What the overlay pane shows now, or None before it is drawn."""
     return page.evaluate(_OVERLAY_SOURCE)
 
 
-# In the page: has the overlay pane a picture other than `before`, with nothing on the page stale any more?
+# In the page: does the overlay pane show something other than `before`, with nothing on the page stale any more?
 NEW_OVERLAY_SETTLED = f"""(before) => {{
     const now = ({_OVERLAY_SOURCE})();
     return now !== null && now !== before && !document.querySelector("[data-stale='true']");
 }}"""
 
 
+# An init script: counts the messages the page sends to the server (a rerun is one); messages_to_server reads it.
+COUNT_MESSAGES_TO_SERVER = """(() => {
+    const send = WebSocket.prototype.send;
+    window.__messagesToServer = 0;
+    WebSocket.prototype.send = function (...message) {
+        window.__messagesToServer += 1;
+        return send.apply(this, message);
+    };
+})();"""
+
+
+def messages_to_server(page) -> int:
+    """How many messages the page has sent to the Streamlit server (page.add_init_script(COUNT_MESSAGES_TO_SERVER))."""
+    return page.evaluate("() => window.__messagesToServer")
+
+
 def wait_for_new_overlay(page, before: str | None, timeout_ms: int = 180_000) -> None:
-    """Wait until the overlay pane shows a picture other than `before` and nothing on the page is stale."""
+    """Wait until the overlay pane shows something other than `before` and nothing on the page is stale."""
     page.wait_for_function(NEW_OVERLAY_SETTLED, arg=before, timeout=timeout_ms, polling="raf")
 
 

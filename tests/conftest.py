@@ -54,6 +54,21 @@ def chest_dicom(dicom_file) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chest_png16(chest_dicom, tmp_path_factory) -> Path:
+    """The sample film's modality values as a 16-bit grey PNG, bones bright as in a MONOCHROME2 picture."""
+    import numpy as np
+    from PIL import Image
+
+    from xai_core.imaging import read_xray
+
+    values = read_xray(chest_dicom).modality_values.astype(np.float64)
+    scaled = np.rint((values.max() - values) / (values.max() - values.min()) * 65535).astype(np.uint16)
+    path = tmp_path_factory.mktemp("png16") / "chest16.png"
+    Image.fromarray(scaled).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def nih_test_images(shared_data) -> list[Path]:
     """NIH test-split images that have radiologist boxes, in a fixed order."""
     import csv

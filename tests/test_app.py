@@ -20,7 +20,6 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from xai_core import calibration
 from xai_core.labels import PATHOLOGIES, display_name
 from xai_core.card import read_card
 from xai_core.model import DEFAULT_CARD, default_card
@@ -130,18 +129,19 @@ def test_the_first_screen_button_opens_the_sample(forward_passes, chest_dicom):
     assert forward_passes == [hashlib.sha256(chest_dicom.read_bytes()).hexdigest()]
 
 
-def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forward_passes):
+def test_sample_shows_14_sorted_probabilities_flagged_at_the_default_point_with_their_evidence(forward_passes):
     at = _opened_sample()
-    rows, card = _findings(at), read_card(DEFAULT_CARD)
+    rows, card = _findings(at), read_card(default_card())  # the card the page loads
     assert sorted(row["label"] for row in rows) == sorted(PATHOLOGIES)
     assert all(row["name"] == display_name(row["label"]) for row in rows)
     probabilities = [row["probability"] for row in rows]
     assert probabilities == sorted(probabilities, reverse=True)
+    assert at.radio(key="operating_point").value == "high_specificity"  # the default point
     for row in rows:
-        label = row["label"]
-        threshold = calibration.threshold(card.calibration, label, card.thresholds[label])  # on the probabilities' scale
-        assert row["above"] == (row["probability"] >= threshold), row
-        assert row["validated"] == card.validation[label].status.startswith("validated"), row
+        point = card.operating_point(row["label"], "high_specificity")
+        assert row["flagged"] == (None if point is None else row["probability"] >= point.threshold), row
+        verdict = card.verdict(row["label"])
+        assert row["evidence"] == (verdict.kind if verdict else "none") and row["trusted"] == (verdict.kind == "works")
     top = rows[0]["label"]
     assert at.selectbox(key="pathology").value == top  # a new image opens on its most probable finding
     assert _component(at, "pathology_table")["shown"] == top
@@ -151,15 +151,17 @@ def test_sample_shows_14_sorted_probabilities_with_threshold_and_validation(forw
     original = Image.open(io.BytesIO(base64.b64decode(panes["original"].split(",", 1)[1])))
     assert list(original.size) == panes["size"] and max(original.size) == 1024  # the display size
     assert panes["size"][1] / panes["size"][0] == pytest.approx(1955 / 1841, rel=0.01)  # the sample's shape
-    hover = panes["hover"]  # the attention shown under the pointer: the same map, scaled and raw
-    grid = (hover["rows"], hover["cols"])
-    attention = np.frombuffer(base64.b64decode(hover["attention"]), np.uint8).reshape(grid) / 255
-    raw = np.frombuffer(base64.b64decode(hover["raw"]), "<f4").reshape(grid)
-    assert attention.flat[np.argmax(raw)] == attention.max() == 1.0  # scaled to 1 where the raw map peaks
-    assert hover["cols"] / hover["rows"] == pytest.approx(1841 / 1955, rel=0.05)
+    # All 14 raw maps travel with the first result, so the pane switches pathology without asking the server.
+    maps = panes["maps"]
+    assert set(maps) == set(PATHOLOGIES)
+    side = read_card(default_card()).input.size // 32  # layer4's grid at the model's input size
+    grids = {name: np.frombuffer(base64.b64decode(entry["raw"]), "<f4").reshape(entry["rows"], entry["cols"])
+             for name, entry in maps.items()}
+    assert all(grid.shape == (side, side) and (grid >= 0).all() for grid in grids.values())
+    assert grids[top].max() > 0 and not np.array_equal(grids[top], grids[rows[-1]["label"]])
     assert any("Map scaling: per-image min–max" in caption.value and "Raw attention strength" in caption.value
                for caption in at.caption)
-    assert any("operating threshold" in element.value and "Model card:" in element.value for element in at.markdown)
+    assert any("Evidence on NIH test films:" in element.value for element in at.markdown)
     assert len(forward_passes) == 1
 
 
@@ -258,30 +260,33 @@ def test_an_nih_png_upload_is_explained_and_its_file_name_never_shown(forward_pa
     assert not [slider for slider in at.slider if slider.label.startswith("Window")]  # no window for PNG
 
 
-def test_dicom_window_change_reruns_the_model_once_per_window(forward_passes, chest_dicom):
+def test_the_model_reads_the_dicom_through_the_files_window_and_the_page_has_no_window_to_rerun(forward_passes):
+    """The display window lives in the image pane (app/image_pair.js; test_browser.py changes it): no widget of the
+    page can rerun the model on windowed pixels."""
     at = _opened_sample()
-    width = next(slider for slider in at.slider if slider.label == "Window width")
-    assert any("Window used: level 15000, width 30000 (window tags)" in c.value for c in at.caption)
-    width.set_value(width.value / 2).run()
-    _assert_fine(at)
-    assert any("width 15000 (user)" in caption.value for caption in at.caption)
-    assert len(forward_passes) == 2
-    _press(at, "Reset to the file's window")
-    _assert_fine(at)
-    assert any("(window tags)" in caption.value for caption in at.caption)
-    assert len(forward_passes) == 2  # the file's window was explained already
+    assert any("The model reads the file through level 15000, width 30000 (window tags)" in caption.value
+               for caption in at.caption)
+    assert not [slider for slider in at.slider if "window" in slider.label.lower()]
+    assert not [button for button in at.button if "window" in button.label.lower()]
+    assert len(forward_passes) == 1
     assert at.expander and "MONOCHROME1" in _page_text(at) and "CHEST" in _page_text(at)
+
+
+def _only_the_strong_warning(at: AppTest) -> None:
+    """Not a chest film: the page runs on, with the strong out-of-distribution warning as its only error."""
+    assert not at.exception
+    assert [error.value.startswith("**This does not look like a frontal chest radiograph.**") for error in at.error] == [True]
 
 
 def test_dicom_notices_are_shown(dicom_file):
     at = _upload(_page(), "series", dicom_file("emri_small.dcm").read_bytes())  # no suffix, as PACS exports
-    _assert_fine(at)
+    _only_the_strong_warning(at)  # an MR series
     assert any("Multi-frame DICOM: showing frame 1 of 10." in info.value for info in at.info)
 
 
 def test_a_colour_dicom_has_no_window_controls(dicom_file):
     at = _upload(_page(), "colour.dcm", dicom_file("SC_rgb.dcm").read_bytes())
-    _assert_fine(at)
+    _only_the_strong_warning(at)  # colour bars, not a radiograph
     assert any("converted to greyscale" in info.value for info in at.info)
     assert not [slider for slider in at.slider if slider.label.startswith("Window")]
 
@@ -291,12 +296,59 @@ def test_overlay_and_result_can_be_downloaded():
     assert {button.label for button in at.download_button} == {"Overlay (PNG)", "Result (JSON)"}
 
 
-def test_the_out_of_distribution_caution(dicom_file):
-    if "out_of_distribution" not in json.loads(default_card().read_text()):
+def _withheld(at: AppTest) -> bool:
+    """Whether the results are drawn inside the greyed-out container of the strong warning (app/main.py)."""
+    def inside(node, withheld: bool) -> bool:
+        withheld = withheld or str(getattr(getattr(node, "proto", None), "id", "")).endswith("-maps_withheld")
+        if getattr(getattr(node, "proto", None), "component_name", "") == "chest_xray_viewer.image_pair":
+            return withheld
+        children = getattr(node, "children", None)
+        return isinstance(children, dict) and any(inside(child, withheld) for child in children.values())
+
+    return inside(at._tree, False)
+
+
+def test_a_non_chest_image_greys_out_the_maps_until_the_reader_chooses_to_see_them(dicom_file):
+    if read_card(default_card()).out_of_distribution is None:
         pytest.skip("this checkpoint has no out-of-distribution statistics")
-    at = _upload(_page(), "knee.dcm", dicom_file("RG3_UNCI.dcm").read_bytes())
+    at = _upload(_page(), "tibia.dcm", dicom_file("RG3_UNCI.dcm").read_bytes())  # a radiograph of a tibia
+    assert not at.exception
+    assert any("does not look like a frontal chest radiograph" in error.value for error in at.error)
+    assert _image_pair(at) is not None and _withheld(at)  # drawn, but greyed out and inert
+    reveal = next(toggle for toggle in at.toggle if toggle.label == "Show the predictions and maps anyway")
+    assert reveal.value is False
+    reveal.set_value(True).run()
+    assert not at.exception
+    assert _image_pair(at) is not None and not _withheld(at)
+    assert len(_findings(at)) == 14
+    _press(at, "Open sample")  # a frontal chest film: no warning at either level, nothing withheld
     _assert_fine(at)
-    assert any("does not look like the frontal chest radiographs" in warning.value for warning in at.warning)
-    assert len(_findings(at)) == 14  # the result is still shown
-    _press(at, "Open sample")
-    assert not any("does not look like" in warning.value for warning in at.warning)
+    assert not any("chest" in warning.value.lower() and "differs" in warning.value for warning in at.warning)
+    assert not _withheld(at)
+
+
+def test_the_operating_point_switch_changes_the_flags_and_says_what_the_point_means(forward_passes):
+    at = _opened_sample()
+    card = read_card(default_card())
+    if card.operating_points is None:
+        pytest.skip("this checkpoint's card has no operating points")
+    shown = next(label for label in PATHOLOGIES if card.operating_point(label, "high_sensitivity"))
+    at.selectbox(key="pathology").set_value(shown).run()
+    summaries = set()
+    for point, name in (("high_specificity", "high specificity"), ("high_sensitivity", "high sensitivity")):
+        at.radio(key="operating_point").set_value(point).run()
+        _assert_fine(at)
+        rows = _findings(at)
+        for row in rows:
+            cut = card.operating_point(row["label"], point)
+            assert row["flagged"] == (None if cut is None else row["probability"] >= cut.threshold), row
+        test = card.operating_point(shown, point).test
+        words = (f"at this point the model found {test.true_positives} of {test.positives} test cases and raised "
+                 f"{test.false_alarms} false alarms in {test.negatives} films without the finding")
+        summary = next(element.value for element in at.markdown if "Evidence on NIH test films" in element.value)
+        assert f"the {name} point" in summary and words.capitalize() in summary
+        assert card.verdict(shown).words in summary
+        assert next(row for row in rows if row["label"] == shown)["flag_help"].endswith(words)
+        summaries.add(summary)
+    assert len(summaries) == 2
+    assert len(forward_passes) == 1  # switching the point never reruns the model

@@ -13,11 +13,15 @@ import pytest
 
 from browser_support import (
     CHROMIUM,
+    COUNT_MESSAGES_TO_SERVER,
     FINDING_ROWS,
     OVERLAY_IMAGE,
     PANE_IMAGES,
+    OVERLAY_PANE,
     launch_chromium,
+    messages_to_server,
     open_sample,
+    overlay_source,
     running_viewer,
     toggle_layer,
     wait_until_idle,
@@ -37,6 +41,7 @@ def page():
         browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         page = context.new_page()
+        page.add_init_script(COUNT_MESSAGES_TO_SERVER)
         page.goto(url)
         yield page
         browser.close()
@@ -134,7 +139,7 @@ def test_hovering_the_overlay_gives_the_attention_there(page):
 def _zoom(page) -> tuple[str, str]:
     """The zoom factor and the overlay picture's placement."""
     return (page.locator(".cxr-pair").get_attribute("data-zoom"),
-            page.locator(OVERLAY_IMAGE).evaluate("image => image.style.transform"))
+            page.locator(OVERLAY_IMAGE).evaluate("stack => stack.style.transform"))
 
 
 def test_zoom_and_pan_are_linked_and_survive_a_new_map(page):
@@ -147,11 +152,11 @@ def test_zoom_and_pan_are_linked_and_survive_a_new_map(page):
     page.mouse.up()
     zoom, placement = _zoom(page)
     assert float(zoom) > 1.5
-    original = page.locator(PANE_IMAGES).first.evaluate("image => image.style.transform")
+    original = page.locator(PANE_IMAGES).first.evaluate("stack => stack.style.transform")
     assert original == placement  # both panes show the same part of the image
-    before = page.locator(OVERLAY_IMAGE).get_attribute("src")
+    before = overlay_source(page)
     toggle_layer(page, "Attention outline")
-    assert page.locator(OVERLAY_IMAGE).get_attribute("src") != before
+    assert overlay_source(page) != before
     assert _zoom(page) == (zoom, placement)  # the reader stays where they were
     page.get_by_role("button", name="Reset view").click()
     assert _zoom(page)[0] == "1.000"
@@ -201,3 +206,106 @@ def test_a_corrupt_upload_shows_its_message_and_the_app_keeps_working(page, tmp_
     wait_until_idle(page)
     assert _problems(page) == []
     assert page.locator(FINDING_ROWS).count() == 14
+
+
+# --- the display window: drawn in the browser, never the model's input --------------------------------------------
+
+RADIOGRAPH = ".cxr-pair canvas.cxr-base"  # in the original pane, then under the overlay
+OVERLAY_LAYERS = ".cxr-pair [data-pane='overlay'] canvas.cxr-layer:not([hidden])"
+WINDOW_PRESET = "select[data-window='preset']"
+
+
+def _canvas(page, selector: str, index: int = 0):
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    url = page.locator(selector).nth(index).evaluate("canvas => canvas.toDataURL('image/png')")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA")).astype(int)
+
+
+def _result_shown(page):
+    """Everything the model's result puts on the screen: the table's rows, the overlay pane's layers and name."""
+    layers = [hashlib.sha256(_canvas(page, OVERLAY_LAYERS, index).tobytes()).hexdigest()
+              for index in range(page.locator(OVERLAY_LAYERS).count())]
+    return page.locator(FINDING_ROWS).all_inner_texts(), layers, overlay_source(page)
+
+
+def _open_upload(page, path) -> None:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    page.locator("input[type='file']").set_input_files(str(path))
+    page.wait_for_function(f"() => (document.querySelector(\"{OVERLAY_PANE}\")?.dataset.drawn || '').includes('{digest}')",
+                           timeout=180_000)
+    wait_until_idle(page)
+
+
+@pytest.mark.parametrize("film", ["DICOM", "8-bit PNG", "16-bit PNG"])
+def test_the_display_window_changes_the_picture_and_nothing_of_the_result(page, film, chest_dicom, nih_test_images,
+                                                                          chest_png16):
+    import numpy as np
+
+    from xai_core.display_window import display_values
+    from xai_core.imaging import read_xray
+    from xai_core.overlay import display_shape
+
+    path = {"DICOM": chest_dicom, "8-bit PNG": nih_test_images[0], "16-bit PNG": chest_png16}[film]
+    if film == "DICOM":
+        open_sample(page)
+        wait_until_idle(page)
+    else:
+        _open_upload(page, path)
+    xray = read_xray(path)
+    values = display_values(xray, display_shape(xray.pixels.shape))
+    assert page.locator(WINDOW_PRESET).input_value() == "File's window"
+    result, files_picture, sent = _result_shown(page), _canvas(page, RADIOGRAPH), messages_to_server(page)
+    for preset in ("Lung", "Bone"):
+        page.select_option(WINDOW_PRESET, preset)
+        expected = np.round(values.render(values.presets[preset]) * 255)
+        assert np.abs(_canvas(page, RADIOGRAPH)[..., 0] - expected).max() <= 1, preset  # as the engine windows
+        assert np.array_equal(_canvas(page, RADIOGRAPH, 1), _canvas(page, RADIOGRAPH))  # both panes
+    page.locator("[data-window='invert']").check()
+    expected = np.round(values.render(values.presets["Bone"], invert=True) * 255)
+    assert np.abs(_canvas(page, RADIOGRAPH)[..., 0] - expected).max() <= 1
+    page.get_by_role("button", name="File's window").click()
+    assert page.locator(".cxr-pair").get_attribute("data-window") == "file"
+    assert np.array_equal(_canvas(page, RADIOGRAPH), files_picture)
+    assert messages_to_server(page) == sent  # no rerun: the window never reached the server
+    assert _result_shown(page) == result  # the same probabilities, flags and maps
+
+
+def test_the_window_and_its_reset_survive_a_rerun(page):
+    page.select_option(WINDOW_PRESET, "Lung")
+    lung = page.locator(".cxr-pair").get_attribute("data-window")
+    sent = messages_to_server(page)
+    toggle_layer(page, "Attention outline")
+    assert messages_to_server(page) > sent  # that was a rerun
+    assert page.locator(WINDOW_PRESET).input_value() == "Lung"
+    assert page.locator(".cxr-pair").get_attribute("data-window") == lung
+    page.get_by_role("button", name="File's window").click()
+    toggle_layer(page, "Attention outline")
+    assert page.locator(WINDOW_PRESET).input_value() == "File's window"
+    assert page.locator(".cxr-pair").get_attribute("data-window") == "file"
+
+
+def test_the_image_pane_switches_pathology_layers_opacity_and_threshold_without_a_rerun(page):
+    open_sample(page)
+    wait_until_idle(page)
+    for layer, on in (("heatmap", True), ("outline", False)):
+        page.locator(f"[data-map='{layer}']").set_checked(on)
+    before, sent = _result_shown(page), messages_to_server(page)
+    label_picker = page.locator("select[data-map='label']")
+    other = label_picker.locator("option").nth(3)
+    label, name = other.get_attribute("value"), other.text_content()
+    label_picker.select_option(label)
+    assert _overlay_title(page).startswith(f"{name} · Grad-CAM++")
+    switched = _result_shown(page)
+    assert json.loads(switched[2])[1] == label and switched[1] != before[1]  # another map drawn
+    page.locator("[data-map='outline']").check()
+    page.locator("input[data-map='threshold']").fill("0.3")
+    page.locator("input[data-map='opacity']").fill("0.8")
+    drawn = json.loads(overlay_source(page))
+    assert drawn[1] == label and drawn[3:5] == [0.8, 0.3] and {"heatmap", "outline"} <= set(drawn[2])
+    assert _overlay_title(page).startswith(f"{name} · Grad-CAM++") and "outline" in _overlay_title(page)
+    assert messages_to_server(page) == sent  # no rerun
+    assert switched[0] == before[0]  # the findings are the model's, unchanged

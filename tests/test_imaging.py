@@ -28,7 +28,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
 from xai_core.errors import XRayError
-from xai_core.imaging import MAX_PIXELS, MIN_SIDE, ImageMetadata, XRay, read_xray, with_window
+from xai_core.imaging import MAX_PIXELS, MIN_SIDE, ImageMetadata, XRay, read_xray
 
 # pytest-timeout is a test dependency; the guard keeps the file usable without it.
 timeout = pytest.mark.timeout(20) if importlib.util.find_spec("pytest_timeout") else (lambda test: test)
@@ -690,42 +690,6 @@ def test_metadata_as_dict_is_json_safe(dicom_file):
     assert json.loads(json.dumps(as_dict)) == as_dict
     assert as_dict["pixel_spacing_mm"] == [0.661468, 0.661468]
     assert as_dict["transfer_syntax"] == "Explicit VR Little Endian"
-
-
-# --- with_window ----------------------------------------------------------------------
-
-
-def test_with_window_rewindows_monochrome1(dicom_file):
-    original = read_xray(dicom_file("RG1_UNCI.dcm"))
-    before = original.pixels.copy()
-    windowed = with_window(original, 12000, 8000)
-    assert_valid(windowed)
-    values = original.modality_values.astype(np.float64)
-    expected = 1 - np.clip((values - 12000) / 8000 + 0.5, 0, 1)  # exact linear, then MONOCHROME1 inversion
-    np.testing.assert_allclose(windowed.pixels, expected, atol=1e-5)
-    assert np.abs(windowed.pixels - original.pixels).max() > 0.3
-    meta = windowed.metadata
-    assert (meta.window_center, meta.window_width, meta.window_source) == (12000.0, 8000.0, "user")
-    assert meta.rows == original.metadata.rows and windowed.sha256 == original.sha256
-    np.testing.assert_array_equal(original.pixels, before)  # the original is untouched
-    assert original.metadata.window_source == "window tags"
-
-
-def test_with_window_reproduces_the_full_range_window(dicom_file):
-    xray = read_xray(dicom_file("CT_small.dcm"))
-    again = with_window(xray, xray.metadata.window_center, xray.metadata.window_width)
-    np.testing.assert_allclose(again.pixels, xray.pixels, atol=1e-6)
-
-
-def test_with_window_refusals(nih_png, dicom_file):
-    with pytest.raises(XRayError, match="greyscale DICOM"):
-        with_window(read_xray(nih_png), 100, 50)
-    with pytest.raises(XRayError, match="greyscale DICOM"):
-        with_window(read_xray(dicom_file("SC_rgb.dcm")), 100, 50)
-    dicom = read_xray(dicom_file("CT_small.dcm"))
-    for width in (0, -10, float("nan"), float("inf")):
-        with pytest.raises(XRayError, match="width must be a number greater than 0"):
-            with_window(dicom, 40, width)
 
 
 # --- robustness -------------------------------------------------------------------------

@@ -211,3 +211,16 @@ def test_screen_jpeg_stays_close_to_the_overlay_and_keeps_the_outline_colour():
     assert hue_kept.mean() > 0.9
     with pytest.raises(ValueError):
         to_jpeg_bytes(grey)
+
+
+def test_saliency_for_display_puts_its_top_percent_at_full_strength(chest_dicom, model):
+    from xai_core import read_xray, saliency
+    from xai_core.overlay import saliency_for_display
+
+    gradients = saliency(model, read_xray(chest_dicom), "Cardiomegaly")
+    shown = saliency_for_display(gradients)
+    assert shown.dtype == np.float32 and shown.min() >= 0 and shown.max() == 1
+    assert np.mean(shown >= 1) == pytest.approx(0.01, abs=0.005)  # the top 1% of the film's gradients
+    assert shown.mean() > 3 * gradients.mean()  # it no longer fades into the film
+    order = np.argsort(gradients.ravel())
+    assert np.all(np.diff(shown.ravel()[order]) >= 0)  # the ranking of pixels is kept

@@ -12,7 +12,7 @@ Research and education use only; not for diagnosis.
 
 from .errors import XRayError
 from .explain import Explanation, explain, saliency
-from .imaging import XRay, read_xray, with_window
+from .imaging import XRay, read_xray
 from .labels import PATHOLOGIES
 from .model import XRayModel, load_model
 from .overlay import outline_polygons, render_overlay
@@ -29,5 +29,4 @@ __all__ = [
     "read_xray",
     "render_overlay",
     "saliency",
-    "with_window",
 ]

@@ -112,7 +112,7 @@ class ImageMetadata:
     number_of_frames: int = 1
     window_center: float | None = None  # the window that produced `XRay.pixels`
     window_width: float | None = None
-    window_source: str | None = None  # "VOI LUT" | "window tags" | "full range" | "user"
+    window_source: str | None = None  # "VOI LUT" | "window tags" | "full range"
     value_range: tuple[float, float] | None = None  # min/max of the modality values
 
     def as_dict(self) -> dict:
@@ -131,7 +131,7 @@ class XRay:
     metadata: ImageMetadata
     sha256: str  # of the original bytes
     notices: tuple[str, ...] = ()
-    modality_values: np.ndarray | None = None  # greyscale DICOM only, read-only: for re-windowing
+    modality_values: np.ndarray | None = None  # greyscale DICOM only, read-only: for the display window
 
 
 def read_xray(source: bytes | str | os.PathLike, *, max_bytes: int = MAX_UPLOAD_BYTES) -> XRay:
@@ -146,27 +146,6 @@ def read_xray(source: bytes | str | os.PathLike, *, max_bytes: int = MAX_UPLOAD_
     if image_format == "DICOM":
         return _read_dicom(data, sha256)
     return _read_raster(data, image_format, sha256)
-
-
-def with_window(xray: XRay, center: float, width: float) -> XRay:
-    """Return `xray` re-windowed with a user-chosen center and width.
-
-    The window is applied to the modality values with the exact linear function
-    (DICOM LINEAR_EXACT): values from center - width/2 to center + width/2 map
-    to 0..1 (inverted for MONOCHROME1).
-    """
-    if xray.modality_values is None:
-        raise XRayError("The display window can only be changed for greyscale DICOM images.")
-    center, width = float(center), float(width)
-    if not (math.isfinite(center) and math.isfinite(width)) or width <= 0:
-        raise XRayError("The window width must be a number greater than 0.")
-    pixels = _apply_window(xray.modality_values, center, width, "LINEAR_EXACT")
-    if xray.metadata.photometric_interpretation == "MONOCHROME1":
-        pixels = 1.0 - pixels
-    metadata = dataclasses.replace(
-        xray.metadata, window_center=center, window_width=width, window_source="user"
-    )
-    return dataclasses.replace(xray, pixels=pixels, metadata=metadata)
 
 
 # --- bytes and format ---------------------------------------------------------------

@@ -284,3 +284,14 @@ def resize_grey(grey01: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return array
     image = Image.fromarray(array, mode="F").resize((shape[1], shape[0]), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.float32)
+
+
+def saliency_for_display(saliency01: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Gradient saliency scaled so that it reads on a chest film: [0, 1] with its top (100 - percentile)% at 1.
+
+    Min-max scaled gradients put a few extreme pixels at 1 and nearly everything else near 0, which
+    vanishes under the blending alpha once the film is shrunk for the screen.
+    """
+    values = _unit(saliency01)
+    top = float(np.percentile(values, percentile))
+    return values if top <= 0 else np.minimum(values / np.float32(top), 1.0).astype(np.float32)
