@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 
 import pytest
 
@@ -56,8 +57,11 @@ def _shown(page) -> str:
     return page.get_by_role("combobox", name="Pathology shown").input_value()
 
 
+OVERLAY_TITLE = ".cxr-pair [data-pane='overlay'] figcaption"
+
+
 def _overlay_title(page) -> str:
-    return page.locator(".cxr-pair [data-pane='overlay'] figcaption").text_content()
+    return page.locator(OVERLAY_TITLE).text_content()
 
 
 def _download(page, button: str):
@@ -168,9 +172,10 @@ def test_switching_overlay_modes(page):
     assert legend.count() == 1  # the heatmap's high / medium / low attention legend
     toggle_layer(page, "Attention outline")
     toggle_layer(page, "Gradient saliency")
-    assert _overlay_title(page).endswith("Grad-CAM++ + saliency + outline")
+    # The saliency picture arrives after the rerun that turned its layer on: wait for the pane to draw it.
+    playwright_api.expect(page.locator(OVERLAY_TITLE)).to_have_text(re.compile(r"Grad-CAM\+\+ \+ saliency \+ outline$"), timeout=60_000)
     toggle_layer(page, "Grad-CAM++ heatmap")
-    assert _overlay_title(page).endswith("· saliency + outline")
+    playwright_api.expect(page.locator(OVERLAY_TITLE)).to_have_text(re.compile(r"· saliency \+ outline$"), timeout=60_000)
     assert page.locator("[data-testid='stMarkdownContainer']").filter(has_text="high (").count() == 0
     assert page.get_by_text("gradient saliency", exact=False).first.is_visible()
     assert _problems(page) == []
