@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xai_core.evaluate import MIN_POSITIVES_TO_VALIDATE, evaluate_dataset
+from xai_core.evaluate import evaluate_dataset
 from xai_core.card import read_card
 from xai_core.model import DEFAULT_CARD
 
@@ -51,13 +51,13 @@ def test_pediatric_val_figures_are_reproduced(shared_data):
     _assert_same(CARD.report("pediatric_val")["labels"]["Pneumonia"], report["labels"]["Pneumonia"], "Pneumonia")
 
 
-def test_labels_with_few_test_positives_are_marked_not_validated():
-    for label, status in CARD.validation.items():
-        if status.test_positives < MIN_POSITIVES_TO_VALIDATE:
-            assert status.status.startswith("not validated"), label
-        else:
-            assert status.status.startswith("validated"), label
-    assert CARD.validation_status("Hernia").startswith("not validated")  # 3 test positives
+def test_the_test_report_and_the_operating_points_give_each_label_the_same_verdict():
+    """One rule (verdict.py): the evaluate report's words and the operating points' verdict agree, and a label
+    with fewer than 10 test positives is never judged."""
+    report = CARD.report("nih_test")["labels"]
+    for label in CARD.labels:
+        assert report[label]["verdict"] == CARD.verdict(label).words, label
+    assert report["Hernia"]["verdict"].startswith("too few cases to tell")  # 3 test positives
 
 
 def test_operating_thresholds_were_chosen_on_validation_data():

@@ -23,18 +23,14 @@ from xai_core.operating_points import (
     HIGH_SENSITIVITY,
     HIGH_SPECIFICITY,
     MIN_CASES_FOR_RATE,
-    NOT_SHOWN,
     POINT_NAMES,
     TARGET_RATE,
-    TOO_FEW,
-    WEAK,
-    WORKS,
     in_words,
     operating_points_section,
     predict,
-    verdict,
 )
 from xai_core.report import explanation_record
+from xai_core.verdict import NOT_SHOWN, TOO_FEW, WEAK, WORKS, verdict
 
 NIH_SPLITS = ("val", "test")
 

@@ -2,7 +2,7 @@
 
 A card is the JSON file beside a checkpoint's weights (model.py): what the network predicts and in
 which order, how an image becomes its input, the operating thresholds and points, the probability calibration,
-the out-of-distribution statistics, the validation status per label, the evaluation reports and the
+the out-of-distribution statistics, the evaluation reports and the
 training record. `read_card` checks it and fails with a message a user can act on; `update_card`
 sets sections and writes it back, leaving everything else as it was.
 """
@@ -122,14 +122,8 @@ def _out_of_distribution(section: Any, name: str) -> OutOfDistribution | None:
 
 
 @dataclass(frozen=True)
-class LabelValidation:
-    status: str  # e.g. "validated (35 test positives)"
-    test_positives: int | None = None
-
-
-@dataclass(frozen=True)
 class Verdict:
-    """How far to trust a label, from its test AUROC's 95% interval and test positives (operating_points.verdict)."""
+    """How far to trust a label, from its test AUROC's 95% interval and test positives (verdict.py)."""
 
     kind: str  # "works", "weak", "not shown to work" or "too few cases to tell"
     words: str  # e.g. "works (0.81, 0.74–0.88, 47 cases)"
@@ -195,7 +189,6 @@ class ModelCard:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     calibration: Calibration | None = None
     out_of_distribution: OutOfDistribution | None = None
-    validation: Mapping[str, LabelValidation] = field(default_factory=dict)
     operating_points: OperatingPoints | None = None  # None too where they were cut for other weights or calibration
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # evaluation reports by name
     training: Mapping[str, Any] = field(default_factory=dict)  # the training record, as the run wrote it
@@ -223,10 +216,6 @@ class ModelCard:
         if figures and resemblance is not None:
             figures["map_resemblance"] = resemblance
         return figures
-
-    def validation_status(self, label: str) -> str:
-        entry = self.validation.get(label)
-        return entry.status if entry else "not validated"
 
     def operating_point(self, label: str, point: str) -> OperatingPoint | None:
         """The label's "high_sensitivity" or "high_specificity" point; None where the card has none."""
@@ -313,9 +302,6 @@ def card_from_json(data: Any, name: str) -> ModelCard:
             thresholds={label: float(value) for label, value in data.get("thresholds", {}).items()},
             calibration=scaling,
             out_of_distribution=_out_of_distribution(ood, name),
-            validation={label: LabelValidation(status=str(entry.get("status", "not validated")),
-                                               test_positives=entry.get("test_positives"))
-                        for label, entry in data.get("validation", {}).items()},
             operating_points=_operating_points(data, scaling),
             metrics=data.get("metrics", {}),
             training=data.get("training", {}),

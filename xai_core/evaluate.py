@@ -24,22 +24,20 @@ import numpy as np
 from tqdm import tqdm
 
 from .alignment import align, random_control, summarise
+from .card import read_card, update_card
 from .data import read_boxes, read_label_csv
 from .errors import XRayError
 from .explain import explain, normalized_cam
 from .imaging import read_xray
 from .labels import PATHOLOGIES, SCORED_WITH
-from .card import read_card, update_card
 from .model import load_model
-from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci, expected_calibration_error, sensitivity_specificity
-
-# Labels with fewer positives than this in the evaluated data are reported but
-# marked "not validated": their AUROC's interval is too wide to mean anything.
-MIN_POSITIVES_TO_VALIDATE = 10
+from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci, expected_calibration_error
+from .verdict import MIN_POSITIVES, verdict
 
 
-def label_metrics(truth: np.ndarray, probabilities: np.ndarray, thresholds: dict[str, float], seed: int) -> dict:
-    """Per label: n, positives, AUROC and its 95% CI, ECE, sensitivity and specificity at the card's threshold."""
+def label_metrics(truth: np.ndarray, probabilities: np.ndarray, seed: int) -> dict:
+    """Per label: n, positives, AUROC and its 95% CI, ECE, and the verdict in words (verdict.py) on these films.
+    Sensitivity, specificity and PPV belong to an operating point: the card's `operating_points` section."""
     metrics = {}
     for index, label in enumerate(PATHOLOGIES):
         known = ~np.isnan(truth[:, index])
@@ -48,16 +46,13 @@ def label_metrics(truth: np.ndarray, probabilities: np.ndarray, thresholds: dict
         entry: dict[str, Any] = {"n": int(known.sum()), "positives": positives}
         if 0 < positives < len(y):
             low, high = bootstrap_auroc_ci(y, p, seed=seed)
-            sensitivity, specificity = sensitivity_specificity(y, p, thresholds[label])
             entry |= {
                 "auroc": round(float(auroc(y, p)), 4),
                 "auroc_ci95": [round(float(low), 4), round(float(high), 4)],
                 "ece": round(float(expected_calibration_error(y, p)), 4),
-                "threshold": thresholds[label],
-                "sensitivity": round(float(sensitivity), 4),
-                "specificity": round(float(specificity), 4),
             }
-        entry["validated"] = positives >= MIN_POSITIVES_TO_VALIDATE and positives < len(y)
+        judged = verdict(entry.get("auroc", math.nan), entry.get("auroc_ci95", (math.nan, math.nan)), positives)
+        entry["verdict"] = judged.words
         metrics[label] = entry
     return metrics
 
@@ -125,16 +120,16 @@ def evaluate_dataset(
             align(normalized_cam(average_maps[PATHOLOGIES.index(SCORED_WITH.get(label, label))], shape), box,
                   threshold=outline_threshold))
     truth = np.stack([case.labels for case in cases])[readable]
-    metrics = label_metrics(truth, probabilities[readable], model.thresholds(), seed)
-    validated = [m["auroc"] for m in metrics.values() if m["validated"]]
+    metrics = label_metrics(truth, probabilities[readable], seed)
+    enough = [m["auroc"] for m in metrics.values() if "auroc" in m and m["positives"] >= MIN_POSITIVES]
     report: dict[str, Any] = {
         "model_version": model.version,
         "weights_sha256": model.card.weights_sha256,
         "data": {"images": str(images), "labels": Path(labels_csv).name, "split": split, "n": int(readable.sum()),
                  "unreadable": unreadable},
         "labels": metrics,
-        "mean_auroc_validated": round(float(np.mean(validated)), 4) if validated else None,
-        "labels_validated": int(len(validated)),
+        "mean_auroc": round(float(np.mean(enough)), 4) if enough else None,  # over labels with >= MIN_POSITIVES
+        "mean_auroc_labels": len(enough),
         "map_resemblance": map_resemblance(image_maps, average_maps),
     }
     opacity = np.array([case.opacity for case in cases])[readable]
@@ -206,16 +201,18 @@ def map_resemblance(image_maps: np.ndarray, average_maps: np.ndarray) -> dict[st
 
 def format_table(report: dict[str, Any]) -> str:
     lines = [f"model {report['model_version']}  images {report['data']['n']}  split {report['data']['split']}", ""]
-    lines.append(f"{'label':<20}{'n':>6}{'pos':>6}{'AUROC':>8}  {'95% CI':<15}{'ECE':>7}{'sens':>7}{'spec':>7}  status")
+    lines.append(f"{'label':<20}{'n':>6}{'pos':>6}{'AUROC':>8}  {'95% CI':<15}{'ECE':>7}  verdict")
     for label, m in report["labels"].items():
         if "auroc" in m:
             ci = f"{m['auroc_ci95'][0]:.3f}-{m['auroc_ci95'][1]:.3f}"
-            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{m['auroc']:>8.3f}  {ci:<15}{m['ece']:>7.3f}"
-                         f"{m['sensitivity']:>7.2f}{m['specificity']:>7.2f}  {'validated' if m['validated'] else 'not validated'}")
+            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{m['auroc']:>8.3f}  {ci:<15}{m['ece']:>7.3f}  "
+                         f"{m['verdict']}")
         else:
-            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{'-':>8}  {'':<15}{'':>7}{'':>7}{'':>7}  not validated")
-    if report.get("mean_auroc_validated") is not None:
-        lines.append(f"\nmean AUROC over {report['labels_validated']} validated labels: {report['mean_auroc_validated']:.3f}")
+            lines.append(f"{label:<20}{m['n']:>6}{m['positives']:>6}{'-':>8}  {'':<15}{'':>7}  {m['verdict']}")
+    if report.get("mean_auroc") is not None:
+        lines.append(f"\nmean AUROC over the {report['mean_auroc_labels']} labels with at least {MIN_POSITIVES} "
+                     f"positives: {report['mean_auroc']:.3f}")
+    lines.append("sensitivity, specificity and PPV at the card's operating points: python -m xai_core operating-points")
     resemblance = report["map_resemblance"]
     lines += ["", f"maps' resemblance to the model's average map (median Pearson r; 1 = the same map on every film): "
                   f"{resemblance['median']:.2f} over all labels, per label "
@@ -248,15 +245,5 @@ def _interval(bounds: list[float], width: int = 14) -> str:
 
 
 def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
-    """Store a report in the model card's `metrics` under name; validation status follows the NIH test report."""
-    sections: dict[str, Any] = {"metrics": {**read_card(card_path).metrics, name: report}}
-    if name == "nih_test":
-        sections["validation"] = {
-            label: {
-                "status": (f"validated ({m['positives']} test positives)" if m["validated"]
-                           else f"not validated: {m['positives']} positives in the test set (< {MIN_POSITIVES_TO_VALIDATE})"),
-                "test_positives": m["positives"],
-            }
-            for label, m in report["labels"].items()
-        }
-    update_card(card_path, **sections)
+    """Store a report in the model card's `metrics` under name."""
+    update_card(card_path, metrics={**read_card(card_path).metrics, name: report})

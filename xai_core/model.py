@@ -4,7 +4,7 @@ A checkpoint is two files side by side in a folder:
   <name>.safetensors  the weights (float16 or bfloat16 on disk, float32 in memory)
   <name>.json         the model card: architecture, label order, input size and
                       normalisation, training data and command, metrics, per-label
-                      operating thresholds and validation status, the weights' sha256
+                      operating points and verdicts, the weights' sha256
 Nothing is ever unpickled: safetensors holds tensors only.
 """
 
@@ -72,9 +72,6 @@ class XRayModel:
         """The card's NIH test figures for one label (card.ModelCard.test_figures); {} if none."""
         return self.card.test_figures(label)
 
-    def validation_status(self) -> dict[str, str]:
-        """Per-label words for the page, e.g. 'validated (35 test positives)'."""
-        return {label: self.card.validation_status(label) for label in self.labels}
 
 
 def build_network(num_labels: int = len(PATHOLOGIES)) -> nn.Module:

@@ -11,13 +11,7 @@ point needs ten validation positives, the high-specificity point ten validation 
 gets no point and says why. The test split is never used to choose: it only reports, at each point, the
 sensitivity, specificity and PPV (bootstrap 95% intervals) with the counts behind them.
 
-The verdict is the one rule, used by the card, the page and the JSON record, that turns the test AUROC's 95%
-interval and the number of test positives into words:
-  too few cases to tell   fewer than 10 test positives (evaluate.MIN_POSITIVES_TO_VALIDATE), or no AUROC
-  works                   the interval's lower bound is at least 0.70 (acceptable discrimination even at worst)
-  weak                    the lower bound is above 0.50 (better than chance, but perhaps not by much)
-  not shown to work       the lower bound is 0.50 or below (chance is inside the interval)
-The bound is read as the words print it, to two decimals: "weak (0.60, 0.50–0.70, ...)" would contradict itself.
+The verdict in words beside each label's points follows `verdict.py`, the one rule for it.
 """
 
 from __future__ import annotations
@@ -27,38 +21,21 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from .card import ModelCard, OperatingPoint, TestRates, Verdict, probability_scale
+from .card import ModelCard, OperatingPoint, TestRates, probability_scale
 from .data import Case
-from .errors import XRayError
-from .evaluate import MIN_POSITIVES_TO_VALIDATE
-from .explain import explain
-from .imaging import read_xray
+from .labelled_outputs import outputs_on
 from .labels import PATHOLOGIES
 from .model import XRayModel
 from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci
+from .verdict import CHANCE, MIN_POSITIVES, WORKS, WORKS_LOWER_BOUND, verdict
 
 TARGET_RATE = 0.90  # the sensitivity, or specificity, each point keeps on validation
 MIN_CASES_FOR_RATE = 10  # validation films of the class a point's rate is measured on
 HIGH_SENSITIVITY, HIGH_SPECIFICITY = "high_sensitivity", "high_specificity"
 POINT_NAMES = {HIGH_SPECIFICITY: "high specificity", HIGH_SENSITIVITY: "high sensitivity"}  # the page's default first
-WORKS, WEAK, NOT_SHOWN, TOO_FEW = "works", "weak", "not shown to work", "too few cases to tell"
-WORKS_LOWER_BOUND, CHANCE = 0.70, 0.50
 NO_POINTS = ("no verdict and no operating points: this card has none for its weights and calibration "
              "(python -m xai_core operating-points)")
-
-
-def verdict(auroc_value: float, auroc_ci95: tuple[float, float] | list[float], positives: int) -> Verdict:
-    """The trust verdict of one label from its test AUROC, the AUROC's 95% interval and its test positives."""
-    low, high = (float(bound) for bound in auroc_ci95)
-    if positives < MIN_POSITIVES_TO_VALIDATE or not all(math.isfinite(v) for v in (auroc_value, low, high)):
-        return Verdict(kind=TOO_FEW, words=f"{TOO_FEW} ({positives} test cases; at least {MIN_POSITIVES_TO_VALIDATE} "
-                                           "needed)", auroc=auroc_value, auroc_ci95=(low, high), positives=positives)
-    shown = float(f"{low:.2f}")  # the bound as the words print it: a verdict never contradicts its own figures
-    kind = WORKS if shown >= WORKS_LOWER_BOUND else WEAK if shown > CHANCE else NOT_SHOWN
-    return Verdict(kind=kind, words=f"{kind} ({auroc_value:.2f}, {low:.2f}–{high:.2f}, {positives} cases)",
-                   auroc=auroc_value, auroc_ci95=(low, high), positives=positives)
 
 
 def choose_cut(truth: np.ndarray, probabilities: np.ndarray, point: str) -> float | None:
@@ -131,17 +108,9 @@ def trusted(card: ModelCard, label: str) -> bool:
 
 
 def predict(model: XRayModel, cases: list[Case], description: str) -> tuple[np.ndarray, np.ndarray]:
-    """(truth, probabilities), both (n, 14), of the readable films among cases; one forward pass each."""
-    truth, probabilities = [], []
-    for case in tqdm(cases, desc=description, unit="image"):
-        try:
-            probabilities.append(explain(model, read_xray(case.image)).probabilities)
-        except XRayError:
-            continue
-        truth.append(case.labels)
-    if not probabilities:
-        raise XRayError(f"None of the {len(cases)} {description} films could be read.")
-    return np.stack(truth).astype(np.float64), np.stack(probabilities).astype(np.float64)
+    """(truth, probabilities), both (n, 14) float64, of the readable films among cases; one forward pass each."""
+    outputs = outputs_on(model, cases, description)
+    return outputs.truth.astype(np.float64), outputs.probabilities.astype(np.float64)
 
 
 def operating_points_section(card: ModelCard, validation: tuple[np.ndarray, np.ndarray],
@@ -193,7 +162,7 @@ def operating_points_section(card: ModelCard, validation: tuple[np.ndarray, np.n
                   f"{MIN_CASES_FOR_RATE} validation films of the class its rate is measured on. Test figures with "
                   "percentile-bootstrap 95% intervals; the verdict from the test AUROC's 95% interval "
                   f"(lower bound >= {WORKS_LOWER_BOUND:.2f}: works; > {CHANCE:.2f}: weak; else not shown to work) and "
-                  f"at least {MIN_POSITIVES_TO_VALIDATE} test positives (else too few cases to tell)",
+                  f"at least {MIN_POSITIVES} test positives (else too few cases to tell)",
         "chosen_on": chosen_on,
         "reported_on": reported_on,
         "seed": seed,

@@ -34,7 +34,8 @@ LIMITATIONS = [
     "Read the pointing game against the average-map control (the model's mean map, the same for every film), not "
     "only against a random map, and the map resemblance (each map's correlation with that average map; near 1, "
     "the maps barely change from film to film).",
-    "Labels with fewer than 10 positives in the NIH test split are not validated.",
+    "Each label's verdict comes from its NIH test AUROC interval; labels with fewer than 10 test positives are "
+    "\"too few cases to tell\".",
     "Inputs are squashed to a square; lateral views, other body parts and non-radiographs are out of distribution.",
 ]
 
