@@ -18,9 +18,8 @@ from tqdm import tqdm
 from . import ood
 from .card import OutOfDistribution, TypicalFilms, out_of_distribution_json, update_card
 from .data import Case, read_images
-from .errors import XRayError
-from .explain import explain
 from .imaging import read_xray
+from .labelled_outputs import outputs_on
 from .labels import PATHOLOGIES
 from .model import XRayModel
 from .non_chest import NonChestImage, non_chest_images
@@ -29,16 +28,8 @@ from .stats import fit_platt
 
 def fit_calibration(model: XRayModel, cases: list[Case]) -> dict[str, Any]:
     """The card's `calibration` section: (scale, shift) per label from the raw logits of these labelled films."""
-    logits, truth = [], []
-    for case in tqdm(cases, desc="calibration logits", unit="image"):
-        try:
-            logits.append(explain(model, read_xray(case.image)).logits)
-        except XRayError:
-            continue
-        truth.append(case.labels)
-    if not logits:
-        raise XRayError("No readable labelled images to calibrate on.")
-    logits, truth = np.stack(logits), np.stack(truth)
+    outputs = outputs_on(model, cases, "calibration logits")
+    logits, truth = outputs.logits, outputs.truth
     labels = {}
     for index, label in enumerate(PATHOLOGIES):
         scale, shift = fit_platt(truth[:, index], logits[:, index])
