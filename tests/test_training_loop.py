@@ -126,3 +126,24 @@ def test_two_steps_with_radiologist_boxes_train_the_maps_and_report_localisation
     tuned = load_model(tmp_path / "out" / "m.json", device="cpu").network
     assert torch.equal(tuned.layer2[0].conv1.weight, reference.layer2[0].conv1.weight)
     assert not torch.equal(tuned.layer4[0].conv1.weight, reference.layer4[0].conv1.weight)
+
+
+def test_head_only_box_supervision_changes_the_head_and_nothing_else(shared_data, tmp_path):
+    """--freeze-through layer4: the box loss can only re-weight the channels each map is made of."""
+    boxed = shared_data / "nih_boxed"
+    command = [
+        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
+        "--work-dir", str(tmp_path / "work"),
+        "--csv", str(_nih_boxed_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
+        "--val-csv", str(_nih_boxed_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
+        "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
+        "--image-size", "96", "--batch-size", "4", "--steps", "2", "--warmup-steps", "1", "--lr", "1e-3",
+        "--validate-every", "2", "--box-loss", "2.0", "--freeze-through", "layer4", "--device", "cpu",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    reference = load_model(DEFAULT_CARD, device="cpu").network.state_dict()
+    tuned = load_model(tmp_path / "out" / "m.json", device="cpu")
+    assert tuned.card.training["box_supervision"]["frozen_through"] == "layer4"
+    changed = {name for name, tensor in tuned.network.state_dict().items() if not torch.equal(tensor, reference[name])}
+    assert changed and changed <= {"fc.weight", "fc.bias"}, changed

@@ -42,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--freeze-through", choices=BLOCKS[:-1], default=None,
-                        help="keep the stem and the blocks up to this one fixed (train only the later blocks)")
+    parser.add_argument("--freeze-through", choices=BLOCKS, default=None,
+                        help="keep the stem and the blocks up to this one fixed (train only the later blocks); "
+                             "layer4: only the linear head trains, so every map is a new weighting of 0.4.0's "
+                             "channel maps")
     parser.add_argument("--zoom", type=float, nargs=2, default=(1.0, 1.3), metavar=("MIN", "MAX"))
     parser.add_argument("--rotate-deg", type=float, default=8.0)
     parser.add_argument("--shift", type=float, default=0.08)
