@@ -514,7 +514,7 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
             "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
-        feedback_panel(model, xray, explanation, label, settings)
+        feedback_panel(model, xray, explanation, label, settings, point)
         send_to_pacs(model, xray, explanation, label, settings)
 
 

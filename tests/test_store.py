@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from xai_core import store
@@ -133,10 +133,11 @@ def film() -> bytes:
 
 
 def _feedback(reader: str = "dr.ada", pathology: str = "Nodule", **changes) -> store.ReaderFeedback:
-    shown = {label: store.ShownFinding(probability=0.7 if label == "Nodule" else 0.2, threshold=0.5)
+    shown = {label: store.ShownFinding(probability=0.7 if label == "Nodule" else 0.2,
+                                       threshold=None if label == "Hernia" else 0.5)
              for label in PATHOLOGIES}
     base = store.ReaderFeedback(reader=reader, pathology=pathology, verdict="agree", model_version="0.4.0",
-                                weights_sha256="ab" * 32, shown=shown,
+                                weights_sha256="ab" * 32, shown=shown, operating_point="high_specificity",
                                 overlay={"method": "Grad-CAM++", "colormap": "inferno", "opacity": 0.5})
     return replace(base, **changes)
 
@@ -164,7 +165,7 @@ def test_store_migrations_upgrade_from_empty_and_round_trip(database_url):
     store.downgrade(engine)
     assert not tables & set(inspect(engine).get_table_names())
     store.upgrade(engine)
-    assert store.current_revision(engine) == "0001"
+    assert store.current_revision(engine) == "0002"
     saved = store.save_feedback(store.Store(engine), _feedback(), read_xray(_png(96, 64)))
     assert saved.feedback_id == 1 and saved.audit_seq == 1
     engine.dispose()
@@ -211,6 +212,7 @@ def test_feedback_image_kept_only_with_consent_and_at_most_1024_px(feedback_stor
     ({"verdict": "maybe"}, "verdict"),
     ({"pathology": "Broken arm"}, "Broken arm"),
     ({"comment": "nul\x00byte"}, "control characters"),
+    ({"operating_point": "youden"}, "operating point"),
 ])
 def test_feedback_bad_input_is_refused_and_nothing_stored(feedback_store, film, change, message):
     with pytest.raises(XRayError, match=message):
@@ -268,14 +270,23 @@ def test_audit_removed_row_is_found(feedback_store, film, database_url):
     assert (check.broken_at, check.rows) == (3, 1)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_audit_update_and_delete_by_the_application_role_fail_on_postgresql(feedback_store, film):
+def test_audit_update_and_delete_fail_even_for_the_role_that_owns_the_table(feedback_store, film):
+    """A trigger, not privileges: on PostgreSQL the application's role owns audit_event (it ran the
+    migrations) and holds every privilege on it, and still cannot change a row; SQLite has no roles
+    and refuses the same statements through its own triggers."""
     store.save_feedback(feedback_store, _feedback(), read_xray(film))
-    for statement in ("UPDATE audit_event SET actor = 'dr.mallory'", "DELETE FROM audit_event",
-                      "TRUNCATE audit_event"):
+    statements = ["UPDATE audit_event SET actor = 'dr.mallory'", "DELETE FROM audit_event"]
+    if feedback_store.engine.dialect.name == "postgresql":
+        with feedback_store.engine.connect() as connection:
+            owner = connection.execute(text("SELECT tableowner FROM pg_tables WHERE tablename = 'audit_event'"))
+            assert (owner.scalar_one(), connection.execute(text("SELECT current_user")).scalar_one()) == (
+                APP_ROLE, APP_ROLE)
+        statements.append("TRUNCATE audit_event")
+    for statement in statements:
         with pytest.raises(DBAPIError, match="append-only"), feedback_store.engine.begin() as connection:
             connection.execute(text(statement))
-    assert store.verify_audit(feedback_store).rows == 1
+    check = store.verify_audit(feedback_store)
+    assert check.intact and check.rows == 1
 
 
 def test_feedback_export_is_read_back_by_the_dataset_readers(feedback_store, film, tmp_path, database_url,
@@ -285,10 +296,11 @@ def test_feedback_export_is_read_back_by_the_dataset_readers(feedback_store, fil
                                                   keep_image=True), kept)
     store.save_feedback(feedback_store, _feedback(reader="dr.bob", pathology="Effusion", verdict="disagree"), kept)
     store.save_feedback(feedback_store, _feedback(pathology="Mass", verdict="unsure"), kept)
+    store.save_feedback(feedback_store, _feedback(pathology="Hernia"), kept)  # no point, no flag
     store.save_feedback(feedback_store, _feedback(boxes=[Box(1, 1, 5, 5)]), other)  # no consent: not exported
     monkeypatch.setenv(store.DATABASE_URL_ENV, database_url)
     cli(["feedback", "export", "--out", str(tmp_path / "export")])
-    assert "1 images, 2 boxes from 3 feedback rows" in capsys.readouterr().out
+    assert "1 images, 2 boxes from 4 feedback rows" in capsys.readouterr().out
 
     folder = tmp_path / "export"
     cases = read_label_csv(folder / "labels.csv", folder / "images")
@@ -300,7 +312,7 @@ def test_feedback_export_is_read_back_by_the_dataset_readers(feedback_store, fil
     assert list(boxes) == [cases[0].image.name]
     assert [(f.label, f.box) for f in boxes[cases[0].image.name]] == [
         ("Nodule", Box(60, 40, 120, 80)), ("Nodule", Box(300, 100, 30, 30))]
-    assert store.verify_audit(feedback_store).rows == 5  # four feedback rows and the export
+    assert store.verify_audit(feedback_store).rows == 6  # five feedback rows and the export
 
 
 def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
@@ -313,7 +325,7 @@ def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
     store.save_feedback(feedback_store, _feedback(reader="dr.bob", verdict="disagree"), xray)  # 60 s
     store.save_feedback(feedback_store, _feedback(reader="dr.cy", verdict="unsure"), xray)  # never viewed
     stats = store.feedback_stats(feedback_store)
-    assert stats.agreement == [store.Agreement("Nodule", 1, 1, 1, ("0.4.0",))]
+    assert stats.agreement == [store.Agreement("Nodule", 1, 1, 1, ("0.4.0",), ("high_specificity",))]
     assert [(r.group, r.count, r.median_seconds) for r in stats.by_reader] == [("dr.ada", 1, 60.0),
                                                                                ("dr.bob", 1, 60.0)]
     assert [(r.count, r.median_seconds) for r in stats.by_overlay] == [(2, 60.0)]
@@ -363,10 +375,12 @@ def _png(width: int, height: int) -> bytes:
 
 
 def _behind_the_engine(database_url: str, statement: str) -> None:
-    """Edit the audit table as an administrator would, around the engine and its trigger."""
+    """Edit the audit table as an administrator would, around the engine and its triggers."""
     if database_url.startswith("sqlite"):
         engine = create_engine(database_url)
         with engine.begin() as connection:
+            for trigger in ("audit_event_no_update", "audit_event_no_delete"):
+                connection.execute(text(f"DROP TRIGGER {trigger}"))
             connection.execute(text(statement))
     else:
         engine = create_engine(_as_superuser(database_url))
@@ -387,24 +401,38 @@ def _dump(database_url: str) -> bytes:
                           capture_output=True).stdout
 
 
-def test_feedback_panel_saves_from_the_page_and_confirms(tmp_path, monkeypatch):
+def test_feedback_panel_stores_the_operating_point_and_thresholds_the_page_showed(tmp_path, monkeypatch):
+    """The page flags findings at the operating point the reader picks: the saved row carries that point's
+    thresholds from the model card (not the card's Youden thresholds), and the confirmation says what was saved."""
+    from sqlalchemy.orm import Session
     from streamlit.testing.v1 import AppTest
+
+    from xai_core.model import load_model
 
     url = f"sqlite:///{tmp_path / 'page.sqlite3'}"
     monkeypatch.setenv(store.DATABASE_URL_ENV, url)
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=180)
     at.run()
     next(button for button in at.button if button.label.startswith("Open the sample")).click().run()
+    next(radio for radio in at.radio if radio.label == "Flag findings at").set_value("high_sensitivity").run()
     next(radio for radio in at.radio if radio.label == "Verdict").set_value("disagree")
     next(area for area in at.text_area if area.label.startswith("Comment")).set_value("edge of the heart")
     next(button for button in at.button if button.label == "Save feedback").click().run()
     assert not at.exception and [error.value for error in at.error] == []
-    assert any(success.value.startswith("Saved: 'disagree'") for success in at.success)
+    assert any(success.value.startswith("Saved: 'disagree'") and "high sensitivity point" in success.value
+               and "0 boxes drawn, a comment of 17 characters; the image itself was not kept" in success.value
+               for success in at.success), [success.value for success in at.success]
     opened = store.open_store(url)
-    with opened.engine.connect() as connection:
-        assert connection.execute(text("SELECT verdict, comment FROM feedback")).all() == [
-            ("disagree", "edge of the heart")]
-        actions = connection.execute(text("SELECT action FROM audit_event ORDER BY seq")).scalars().all()
-    assert actions == ["explanation_viewed", "feedback_saved"]
+    with Session(opened.engine) as session:
+        record = session.scalars(select(store.FeedbackRecord)).one()
+        actions = session.scalars(select(store.AuditEvent.action).order_by(store.AuditEvent.seq)).all()
+    assert (record.verdict, record.comment, record.operating_point) == ("disagree", "edge of the heart",
+                                                                       "high_sensitivity")
+    card, youden = load_model().card, load_model().thresholds()
+    expected = {name: (card.operating_point(name, "high_sensitivity") or None) for name in PATHOLOGIES}
+    assert {name: shown["threshold"] for name, shown in record.shown.items()} == {
+        name: None if point is None else point.threshold for name, point in expected.items()}
+    assert any(point is not None and point.threshold != youden[name] for name, point in expected.items())
+    assert actions[-1] == "feedback_saved" and set(actions) == {"explanation_viewed", "feedback_saved"}
     assert store.verify_audit(opened).intact
     opened.engine.dispose()
