@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 
 ORTHANC = "Orthanc"
@@ -22,6 +24,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def require_tool(tool_missing: str | None) -> None:
+    """Skip where a tool is missing (`orthanc_missing()`, dciodvfy ...), except in CI, where it is a failure."""
+    if tool_missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool_missing}; .ci/run installs it")
+        pytest.skip(tool_missing)
 
 
 def orthanc_missing() -> str | None:

@@ -1,4 +1,5 @@
-"""PACS in and out against a real Orthanc: QIDO, WADO, STOW; Secondary Capture and TID 1500 SR; faults.
+"""PACS in and out against a real Orthanc: QIDO, WADO, STOW of the Secondary Capture and TID 1500 SR; faults
+(what the two objects hold: test_dicom_results.py).
 
 Nothing is mocked: each Orthanc is Debian's, started on a free loopback port with a
 configuration in a temporary folder, and stopped afterwards.
@@ -6,24 +7,20 @@ configuration in a temporary folder, and stopped afterwards.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
-import os
 import random
-import shutil
 import socket
-import subprocess
 from datetime import date
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from orthanc_server import orthanc_missing, running_orthanc
+import requests
+from orthanc_server import orthanc_missing, require_tool, running_orthanc
 
-from xai_core import dicom_out
+from xai_core import dicom_out, dicom_source, dicom_sr
 from xai_core.__main__ import main
 from xai_core.errors import XRayError
 from xai_core.explain import explain
@@ -36,13 +33,6 @@ PASSWORD = "correct horse battery"
 USERS = {"reader": PASSWORD}
 
 
-def _require(tool_missing: str | None) -> None:
-    if tool_missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool_missing}; .ci/run installs it")
-        pytest.skip(tool_missing)
-
-
 @pytest.fixture(scope="module")
 def source_bytes(chest_dicom: Path) -> bytes:
     return chest_dicom.read_bytes()
@@ -51,7 +41,7 @@ def source_bytes(chest_dicom: Path) -> bytes:
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory, source_bytes):
     """An Orthanc without authentication, holding the pydicom-data chest film."""
-    _require(orthanc_missing())
+    require_tool(orthanc_missing())
     with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         server.upload(source_bytes)
         yield server
@@ -66,7 +56,7 @@ def pacs(orthanc) -> Pacs:
 def film(pacs: Pacs):
     """The chest film's instance as the PACS lists it."""
     (study,) = pacs.search_studies(patient_id="9RG1")
-    (instance,) = pacs.list_instances(study.study_uid)
+    (instance,) = pacs.list_instances(study.study_uid).instances
     return instance
 
 
@@ -76,7 +66,7 @@ def results(pacs, film, model):
     data = pacs.retrieve_image(film.study_uid, film.series_uid, film.sop_uid)
     xray = read_xray(data)
     explanation = explain(model, xray)
-    source = dicom_out.source_header(data)
+    source = dicom_source.source_header(data)
     made = dicom_out.dicom_results(source, xray, explanation, model, label="Cardiomegaly")
     return source, xray, explanation, made
 
@@ -92,15 +82,57 @@ def test_pacs_qido_finds_the_film_by_patient_id_and_date(pacs: Pacs) -> None:
 
 
 def test_pacs_qido_finds_a_study_by_accession_number(orthanc, pacs: Pacs, source_bytes) -> None:
-    # The film's own accession number ("exam Number") holds a space, which Orthanc 1.10 cannot match
-    # once percent-encoded in the query: a copy in a study of its own carries a plain one.
+    # The film's own accession number ("exam Number") holds a space, which no search sends (the next
+    # tests): a copy in a study of its own carries a plain one.
     copy = pydicom.dcmread(io.BytesIO(source_bytes))
     copy.StudyInstanceUID, copy.SeriesInstanceUID, copy.SOPInstanceUID = (pydicom.uid.generate_uid() for _ in range(3))
     copy.AccessionNumber, copy.PatientID, copy.StudyDate = "XAI0001", "XAI-COPY", "20300101"
-    orthanc.upload(dicom_out.to_bytes(copy))
+    orthanc.upload(dicom_source.to_bytes(copy))
     (study,) = pacs.search_studies(accession_number="XAI0001")
     assert study.study_uid == copy.StudyInstanceUID
     assert pacs.search_studies(accession_number="XAI0002") == []
+
+
+def _copy_of(source_bytes: bytes, **attributes: str) -> bytes:
+    """The chest film in a study of its own, with the given attributes."""
+    copy = pydicom.dcmread(io.BytesIO(source_bytes))
+    copy.StudyInstanceUID, copy.SeriesInstanceUID, copy.SOPInstanceUID = (pydicom.uid.generate_uid() for _ in range(3))
+    for keyword, value in attributes.items():
+        setattr(copy, keyword, value)
+    return dicom_source.to_bytes(copy)
+
+
+def test_pacs_qido_sends_punctuation_orthanc_reads_as_typed(orthanc, pacs: Pacs, source_bytes) -> None:
+    # dicomweb-client percent-encodes all of these, and Orthanc 1.10 then matched none of them.
+    punctuated = "Q-._~!$'();=:@/9"
+    orthanc.upload(_copy_of(source_bytes, PatientID=punctuated, AccessionNumber="ACC/2031(7)"))
+    (by_patient,) = pacs.search_studies(patient_id=punctuated)
+    assert pacs.search_studies(accession_number="ACC/2031(7)") == [by_patient]
+    assert pacs.search_studies(patient_id="Q-._~!$'();=:@/8") == []
+
+
+@pytest.mark.parametrize("value, named", [
+    ("SPACE ID", "a space"), ("PLUS+ID", "'+'"), ("AMP&ID", "'&'"), ("PCT%20", "'%'"), ("HASH#1", "'#'"),
+    ("MÜLLER1", "'Ü'"), ("CARET^1", "'^'"), ("WILD*", "'*' (a wildcard)"), ("WILD?", "'?' (a wildcard)"),
+    ("LIST,1", "',' (it separates several values)"), ("MULTI\\1", "'\\' (it separates several values)"),
+])
+def test_pacs_qido_refuses_a_value_orthanc_would_misread(orthanc, pacs: Pacs, source_bytes, value, named) -> None:
+    orthanc.upload(_copy_of(source_bytes, PatientID=value))
+    with pytest.raises(XRayError, match="which this viewer does not send in a PACS search") as refused:
+        pacs.search_studies(patient_id=value)
+    assert f"The patient ID holds {named}," in str(refused.value) and value not in str(refused.value)
+
+
+def test_pacs_qido_refusal_spares_the_reader_another_patients_study(orthanc, pacs: Pacs, source_bytes) -> None:
+    # What a refused space would have done: Orthanc 1.10 reads "A+B" (the encoded "A B") literally.
+    orthanc.upload(_copy_of(source_bytes, PatientID="TWO WORDS"))
+    orthanc.upload(_copy_of(source_bytes, PatientID="TWO+WORDS"))
+    wrong = requests.get(f"{orthanc.dicomweb_url}/studies", params={"PatientID": "TWO WORDS"}, timeout=10).json()
+    assert [item["00100020"]["Value"] for item in wrong] == [["TWO+WORDS"]]
+    with pytest.raises(XRayError, match="holds a space"):
+        pacs.search_studies(patient_id="TWO WORDS")
+    with pytest.raises(XRayError, match="at most 16 characters; this one has 17"):
+        pacs.search_studies(accession_number="A" * 17)
 
 
 def test_pacs_lists_what_a_reader_needs_and_no_patient_name(pacs: Pacs, film, source_bytes) -> None:
@@ -118,28 +150,98 @@ def test_pacs_never_logs_or_lists_patient_identifiers(orthanc, pacs: Pacs, sourc
     copy.StudyInstanceUID, copy.SeriesInstanceUID, copy.SOPInstanceUID = (pydicom.uid.generate_uid() for _ in range(3))
     for keyword, value in identifiers.items():
         setattr(copy, keyword, value)
-    orthanc.upload(dicom_out.to_bytes(copy))
+    orthanc.upload(dicom_source.to_bytes(copy))
     caplog.set_level(logging.DEBUG)
     (study,) = pacs.search_studies(patient_id="MRN7731XQ")
     assert pacs.search_studies(accession_number="ACC99812") == [study]
-    (instance,) = pacs.list_instances(study.study_uid)
+    (instance,) = pacs.list_instances(study.study_uid).instances
     pacs.retrieve_image(instance.study_uid, instance.series_uid, instance.sop_uid)
     everything = "\n".join([caplog.text, *capsys.readouterr(), repr(study), repr(instance)])
-    assert "search for studies" in caplog.text  # the client did log, at DEBUG level
+    assert "retrieve instance" in caplog.text and "GET" in caplog.text  # the client and urllib3 did log
     for value in ("Doe", "Jane", "MRN7731XQ", "ACC99812", "Kildare"):
         assert value not in everything
 
 
-def test_pacs_lists_a_study_of_hundreds_of_instances_in_order(orthanc, pacs: Pacs) -> None:
-    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
-    for number in random.Random(0).sample(range(1, 201), 200):  # stored out of order
-        orthanc.upload(_small_radiograph(study, series, number))
-    listed = pacs.list_instances(study)
-    assert [item.instance_number for item in listed] == list(range(1, 201))
-    assert all(item.is_image and item.view_position == "PA" for item in listed)
+@pytest.fixture(scope="module")
+def crowded_study(orthanc) -> tuple[str, str, str]:
+    """A study of 200 instances, stored out of order: 150 in series 1, 50 in series 2."""
+    study, first, second = (pydicom.uid.generate_uid() for _ in range(3))
+    for number in random.Random(0).sample(range(1, 201), 200):
+        orthanc.upload(_small_radiograph(study, *((first, 1) if number <= 150 else (second, 2)), number))
+    return study, first, second
 
 
-def _small_radiograph(study_uid: str, series_uid: str, number: int) -> bytes:
+def test_pacs_lists_a_study_of_hundreds_of_instances_in_order(pacs: Pacs, crowded_study) -> None:
+    listed = pacs.list_instances(crowded_study[0])
+    assert (listed.complete, listed.notice()) == (True, None)
+    assert [item.instance_number for item in listed.instances] == list(range(1, 201))
+    assert all(item.is_image and item.view_position == "PA" for item in listed.instances)
+
+
+def test_pacs_listing_past_its_limit_says_so_and_narrows_to_a_series(pacs: Pacs, crowded_study) -> None:
+    study, first, second = crowded_study
+    cut = pacs.list_instances(study, limit=120)  # the same rule as MAX_INSTANCES, on a study quick to store
+    assert (cut.complete, len(cut.instances)) == (False, 120)
+    assert cut.notice().startswith("The list is incomplete: the PACS holds more than 120 instances in this study")
+    assert "Pick one of the study's series" in cut.notice()
+    series = pacs.list_series(study)
+    assert [(item.series_uid, item.series_number, item.instance_count) for item in series] == [
+        (first, 1, 150), (second, 2, 50)]
+    narrowed = pacs.list_instances(study, second, limit=120)
+    assert narrowed.complete and [item.instance_number for item in narrowed.instances] == list(range(151, 201))
+    still_long = pacs.list_instances(study, first, limit=120)
+    assert not still_long.complete and "more than 120 instances in this series" in still_long.notice()
+    assert pacs.list_instances(study, first, limit=150).complete  # exactly at the limit: all of them
+
+
+def test_pacs_cli_lists_instances_and_says_how_to_narrow_an_incomplete_list(orthanc, crowded_study, capsys) -> None:
+    study, first, second = crowded_study
+    main(["pacs", "instances", "--url", orthanc.dicomweb_url, "--study", study, "--limit", "120"])
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 120 + 1 + 2 and printed[0].endswith("series 1 · image 1  Computed Radiography Image Storage")
+    assert printed[120].startswith("The list is incomplete: the PACS holds more than 120 instances in this study")
+    assert printed[121:] == [f"  --series {first}  series 1 · date unknown · CR · CHEST · 150 instances",
+                             f"  --series {second}  series 2 · date unknown · CR · CHEST · 50 instances"]
+    main(["pacs", "instances", "--url", orthanc.dicomweb_url, "--study", study, "--series", second, "--limit", "120"])
+    assert len(capsys.readouterr().out.splitlines()) == 50  # complete: no notice
+    with pytest.raises(SystemExit, match="2"):
+        main(["pacs", "studies", "--url", orthanc.dicomweb_url, "--patient-id", "TWO WORDS"])
+    assert "error: The patient ID holds a space" in capsys.readouterr().err
+
+
+def test_pacs_panel_says_a_long_study_is_listed_in_part_and_narrows_it(orthanc, crowded_study, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def panel() -> None:
+        import streamlit as st
+
+        from app.pacs_tab import pacs_source
+
+        pacs_source(lambda name, data: st.session_state.update(opened=(name, len(data))), listed=120)
+
+    monkeypatch.setenv("XAI_DICOMWEB_URL", orthanc.dicomweb_url)
+    at = AppTest.from_function(panel, default_timeout=60)
+    at.run()
+    at.text_input(key="pacs_patient_id").input("MANY")
+    at.button(key="pacs_search_button").click().run()
+    (warning,) = at.warning
+    assert warning.value.startswith("The list is incomplete: the PACS holds more than 120 instances in this study")
+    assert len(at.selectbox(key="pacs_instance").options) == 120
+    series = at.selectbox(key="pacs_series")
+    assert series.options == ["series 1 · date unknown · CR · CHEST · 150 instances",
+                              "series 2 · date unknown · CR · CHEST · 50 instances"]
+    series.select_index(1).run()
+    assert len(at.warning) == 1 and len(at.selectbox(key="pacs_instance").options) == 50  # series 2: all listed
+    at.button(key="pacs_open").click().run()
+    assert at.session_state["opened"][0] == "Image from the PACS" and not at.exception and not at.error
+
+
+def test_pacs_listing_refuses_what_is_not_a_uid(pacs: Pacs) -> None:
+    with pytest.raises(XRayError, match="not a DICOM UID"):
+        pacs.list_instances("1.2.3/../../instances")
+
+
+def _small_radiograph(study_uid: str, series_uid: str, series_number: int, number: int) -> bytes:
     """A 64 x 64 CR instance (the smallest the viewer reads) of the given study and series."""
     dataset = pydicom.Dataset()
     dataset.file_meta = pydicom.dataset.FileMetaDataset()
@@ -147,12 +249,12 @@ def _small_radiograph(study_uid: str, series_uid: str, number: int) -> bytes:
     dataset.SOPClassUID, dataset.SOPInstanceUID = pydicom.uid.ComputedRadiographyImageStorage, pydicom.uid.generate_uid()
     dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
     dataset.PatientID, dataset.Modality, dataset.ViewPosition, dataset.BodyPartExamined = "MANY", "CR", "PA", "CHEST"
-    dataset.SeriesNumber, dataset.InstanceNumber = 1, number
+    dataset.SeriesNumber, dataset.InstanceNumber = series_number, number
     dataset.Rows = dataset.Columns = 64
     dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
     dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 16, 12, 11, 0
     dataset.PixelData = np.full((64, 64), number, dtype=np.uint16).tobytes()
-    return dicom_out.to_bytes(dataset)
+    return dicom_source.to_bytes(dataset)
 
 
 def test_dicomweb_wado_retrieves_the_film_unchanged_in_memory(pacs: Pacs, film, source_bytes) -> None:
@@ -161,90 +263,16 @@ def test_dicomweb_wado_retrieves_the_film_unchanged_in_memory(pacs: Pacs, film, 
 
 
 def test_dicomweb_wado_retrieves_a_jpeg_2000_film_as_stored(tmp_path, dicom_file) -> None:
-    _require(orthanc_missing())
+    require_tool(orthanc_missing())
     compressed = dicom_file("RG1_J2KR.dcm").read_bytes()
     with running_orthanc(tmp_path / "orthanc") as server:
         server.upload(compressed)
         pacs = Pacs(PacsSettings(server.dicomweb_url))
         (study,) = pacs.search_studies(patient_id="9RG1")
-        (instance,) = pacs.list_instances(study.study_uid)
+        (instance,) = pacs.list_instances(study.study_uid).instances
         xray = read_xray(pacs.retrieve_image(instance.study_uid, instance.series_uid, instance.sop_uid))
     assert xray.metadata.transfer_syntax == "JPEG 2000 Image Compression (Lossless Only)"
     assert np.array_equal(xray.pixels, read_xray(compressed).pixels)
-
-
-def test_secondary_capture_joins_the_source_study_in_a_new_series(results) -> None:
-    source, xray, _explanation, made = results
-    image = made.secondary_capture
-    assert image.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
-    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "PatientBirthDate", "PatientSex",
-                    "AccessionNumber", "StudyDate", "StudyTime", "StudyID", "ReferringPhysicianName"):
-        assert image[keyword].value == source[keyword].value, keyword
-    assert image.SeriesInstanceUID != source.SeriesInstanceUID
-    assert image.SOPInstanceUID != source.SOPInstanceUID
-    assert made.structured_report.SeriesInstanceUID not in (image.SeriesInstanceUID, source.SeriesInstanceUID)
-    assert dicom_out.RESEARCH_ONLY in image.SeriesDescription and dicom_out.RESEARCH_ONLY in image.ImageComments
-    assert image.BurnedInAnnotation == "YES"
-    pixels = image.pixel_array
-    assert pixels.shape == (*xray.pixels.shape, 3)
-    band = pixels[: pixels.shape[0] // 40]
-    assert (band == 0).all(axis=-1).mean() > 0.5 and (band == 255).all(axis=-1).any()  # white words on black
-
-
-def test_structured_report_holds_probabilities_thresholds_and_outlines(results, model) -> None:
-    source, _xray, explanation, made = results
-    report = made.structured_report
-    assert report.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
-    assert report.StudyInstanceUID == source.StudyInstanceUID and report.PatientID == source.PatientID
-    assert dicom_out.RESEARCH_ONLY in report.SeriesDescription
-    findings = dicom_out.read_findings(report)
-    assert set(findings) == set(PATHOLOGIES)
-    thresholds = model.thresholds()
-    for label, finding in findings.items():
-        assert finding.probability == pytest.approx(explanation.probability(label), abs=1e-6)
-        assert finding.threshold == pytest.approx(thresholds[label], abs=1e-6)
-        assert (finding.model_version, finding.algorithm) == (model.version, dicom_out.ALGORITHM_NAME)
-        assert f"weights sha256 {model.card.weights_sha256}" in finding.algorithm_parameters
-        expected = outline_polygons(explanation.normalized_map(label), 0.5)
-        assert len(finding.outlines) == len(expected) >= 1
-        for read, made_polygon in zip(finding.outlines, expected):
-            np.testing.assert_array_equal(read, made_polygon.astype(np.float32))
-    region_references = [
-        group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        for group in hd.sr.Comprehensive3DSR.from_dataset(report).content.get_planar_roi_measurement_groups()
-    ]
-    assert set(region_references) == {source.SOPInstanceUID}  # every polygon is drawn on the source image
-
-
-def test_structured_report_keeps_a_finding_whose_map_has_no_outline(results, model, tmp_path) -> None:
-    source, _xray, explanation, _made = results
-    flat = dataclasses.replace(explanation, raw_cams=np.zeros_like(explanation.raw_cams))  # no region anywhere
-    report = dicom_out.structured_report(source, flat, model, labels=("Hernia", "Mass"))
-    findings = dicom_out.read_findings(report)
-    assert {label: (f.probability, f.outlines) for label, f in findings.items()} == {
-        "Hernia": (pytest.approx(explanation.probability("Hernia")), ()),
-        "Mass": (pytest.approx(explanation.probability("Mass")), ()),
-    }
-    _assert_dciodvfy_passes(tmp_path / "flat_sr.dcm", report)
-
-
-def test_structured_report_reader_refuses_another_object(results) -> None:
-    with pytest.raises(XRayError, match="not a measurement report"):
-        dicom_out.read_findings(results[-1].secondary_capture)
-
-
-def _assert_dciodvfy_passes(path: Path, dataset: pydicom.Dataset) -> None:
-    _require(None if shutil.which("dciodvfy") else "dciodvfy is not installed (apt-get install dicom3tools)")
-    path.write_bytes(dicom_out.to_bytes(dataset))
-    check = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True, timeout=60)
-    report = check.stdout + check.stderr
-    assert "Error" not in report, f"{path.name}:\n{report}"
-
-
-def test_secondary_capture_and_structured_report_pass_dciodvfy(results, tmp_path) -> None:
-    *_, made = results
-    _assert_dciodvfy_passes(tmp_path / "film_sc.dcm", made.secondary_capture)
-    _assert_dciodvfy_passes(tmp_path / "film_sr.dcm", made.structured_report)
 
 
 def test_dicomweb_stow_round_trip_stores_sc_and_sr_in_the_study(pacs: Pacs, film, results) -> None:
@@ -253,14 +281,17 @@ def test_dicomweb_stow_round_trip_stores_sc_and_sr_in_the_study(pacs: Pacs, film
     assert receipt.study_uid == film.study_uid
     assert [item.kind for item in receipt.stored] == ["Secondary Capture Image", "Comprehensive 3D SR"]
     assert made.secondary_capture.SeriesInstanceUID in receipt.describe()
-    listed = {item.series_uid: item for item in pacs.list_instances(film.study_uid)}
+    listed = {item.series_uid: item for item in pacs.list_instances(film.study_uid).instances}
     sc, sr = (listed[dataset.SeriesInstanceUID] for dataset in made.datasets())
     assert (sc.is_image, sr.is_image, sr.modality) == (True, False, "SR")
     report = pacs.retrieve(sr.study_uid, sr.series_uid, sr.sop_uid)
-    findings = dicom_out.read_findings(report)
+    findings = dicom_sr.read_findings(report)
     assert {label: f.probability for label, f in findings.items()} == pytest.approx(
         {label: explanation.probability(label) for label in PATHOLOGIES}, abs=1e-6
     )
+    sent = dicom_sr.read_findings(made.structured_report)
+    assert {label: (f.operating_point, f.threshold, f.flagged) for label, f in findings.items()} == {
+        label: (f.operating_point, f.threshold, f.flagged) for label, f in sent.items()}
     expected = outline_polygons(explanation.normalized_map("Effusion"), 0.5)
     for read, made_polygon in zip(findings["Effusion"].outlines, expected, strict=True):
         np.testing.assert_array_equal(read, made_polygon.astype(np.float32))
@@ -274,7 +305,7 @@ def test_pacs_unknown_instance_is_a_clear_404(pacs: Pacs, film) -> None:
 
 
 def test_orthanc_with_basic_auth_refuses_a_wrong_password(tmp_path, source_bytes) -> None:
-    _require(orthanc_missing())
+    require_tool(orthanc_missing())
     with running_orthanc(tmp_path / "orthanc", users=USERS) as server:
         server.upload(source_bytes)
         environment = {"XAI_DICOMWEB_URL": server.dicomweb_url, "XAI_DICOMWEB_USER": "reader"}
@@ -288,7 +319,7 @@ def test_orthanc_with_basic_auth_refuses_a_wrong_password(tmp_path, source_bytes
 
 
 def test_pacs_stopped_mid_session_says_it_cannot_be_reached(tmp_path, source_bytes, results) -> None:
-    _require(orthanc_missing())
+    require_tool(orthanc_missing())
     with running_orthanc(tmp_path / "orthanc") as server:
         server.upload(source_bytes)
         pacs = Pacs(PacsSettings(server.dicomweb_url))
@@ -301,7 +332,7 @@ def test_pacs_stopped_mid_session_says_it_cannot_be_reached(tmp_path, source_byt
 
 
 def test_pacs_partial_stow_says_what_the_pacs_holds_now(tmp_path, source_bytes, results) -> None:
-    _require(orthanc_missing())
+    require_tool(orthanc_missing())
     secondary_capture, report = (dataset.copy() for dataset in results[-1].datasets())
     report.StudyInstanceUID = pydicom.uid.generate_uid()  # Orthanc refuses an object of another study (409)
     with running_orthanc(tmp_path / "orthanc") as server:
@@ -309,7 +340,7 @@ def test_pacs_partial_stow_says_what_the_pacs_holds_now(tmp_path, source_bytes, 
         pacs = Pacs(PacsSettings(server.dicomweb_url))
         with pytest.raises(XRayError) as refused:
             pacs.store([secondary_capture, report])
-        series = {item.series_uid for item in pacs.list_instances(secondary_capture.StudyInstanceUID)}
+        series = {item.series_uid for item in pacs.list_instances(secondary_capture.StudyInstanceUID).instances}
     message = str(refused.value)
     assert "refused it (HTTP 409 Conflict) while storing the Comprehensive 3D SR" in message
     assert f"now holds only the Secondary Capture Image (series {secondary_capture.SeriesInstanceUID})" in message
@@ -338,20 +369,23 @@ def test_dicomweb_settings_keep_credentials_out_of_urls_and_repr() -> None:
         PacsSettings("pacs.example.org")
 
 
-def test_secondary_capture_needs_a_dicom_source(tmp_path) -> None:
-    with pytest.raises(XRayError, match="can only be made for a DICOM radiograph"):
-        dicom_out.source_header(b"\x89PNG\r\n\x1a\n" + bytes(200))
-
-
-def test_pacs_cli_explain_writes_and_stows_sc_and_sr(orthanc, pacs: Pacs, film, chest_dicom, tmp_path, capsys) -> None:
-    before = {item.series_uid for item in pacs.list_instances(film.study_uid)}
+def test_pacs_cli_explain_writes_and_stows_sc_and_sr(orthanc, pacs: Pacs, film, chest_dicom, model, tmp_path,
+                                                    capsys) -> None:
+    before = {item.series_uid for item in pacs.list_instances(film.study_uid).instances}
     main(["explain", str(chest_dicom), "--out", str(tmp_path / "out"), "--labels", "Effusion",
-          "--dicom-out", str(tmp_path / "dicom"), "--stow", orthanc.dicomweb_url, "--device", "cpu"])
+          "--dicom-out", str(tmp_path / "dicom"), "--stow", orthanc.dicomweb_url, "--device", "cpu",
+          "--sc-layers", "outline", "--threshold", "0.4", "--flag-at", "high_sensitivity"])
     written = sorted(path.name for path in (tmp_path / "dicom").iterdir())
     assert written == [f"{chest_dicom.stem}_sc.dcm", f"{chest_dicom.stem}_sr.dcm"]
     report = pydicom.dcmread(tmp_path / "dicom" / f"{chest_dicom.stem}_sr.dcm")
-    assert set(dicom_out.read_findings(report)) == {"Effusion"}
-    new_series = {item.series_uid for item in pacs.list_instances(film.study_uid)} - before
+    (finding,) = dicom_sr.read_findings(report).values()
+    point = model.card.operating_point("Effusion", "high_sensitivity")
+    assert (finding.label, finding.operating_point, finding.threshold) == (
+        "Effusion", "high_sensitivity", pytest.approx(point.threshold))
+    image = pydicom.dcmread(tmp_path / "dicom" / f"{chest_dicom.stem}_sc.dcm")
+    assert "at the high sensitivity point" in image.ImageComments
+    assert image.ImageComments.endswith("Overlay: Grad-CAM++ outline at 0.40 of the map's maximum.")
+    new_series = {item.series_uid for item in pacs.list_instances(film.study_uid).instances} - before
     assert len(new_series) == 2
     assert "Stored in the PACS" in capsys.readouterr().out
 
@@ -361,9 +395,9 @@ def test_pacs_panel_in_the_browser_opens_a_film_and_sends_results(orthanc, pacs:
                                                                   tmp_path) -> None:
     from browser_support import CHROMIUM, launch_chromium, running_viewer, wait_until_idle
 
-    _require(None if CHROMIUM.exists() else "Debian's chromium is not installed (apt-get install chromium)")
+    require_tool(None if CHROMIUM.exists() else "Debian's chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
-    before = {item.series_uid for item in pacs.list_instances(film.study_uid)}
+    before = {item.series_uid for item in pacs.list_instances(film.study_uid).instances}
     with running_viewer(env={"XAI_DICOMWEB_URL": orthanc.dicomweb_url}) as (url, _process), \
             playwright_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -387,7 +421,7 @@ def test_pacs_panel_in_the_browser_opens_a_film_and_sends_results(orthanc, pacs:
         browser.close()
     header = pydicom.dcmread(io.BytesIO(source_bytes), stop_before_pixels=True)
     assert str(header.PatientName).split("^")[0] not in body  # the patient's name is never on the page
-    assert len({item.series_uid for item in pacs.list_instances(film.study_uid)} - before) == 2
+    assert len({item.series_uid for item in pacs.list_instances(film.study_uid).instances} - before) == 2
 
 
 def test_pacs_cli_says_why_a_png_gets_no_dicom_results(chest_dicom, tmp_path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Command line: `python -m xai_core explain | evaluate | operating-points | train | db | feedback`."""
+"""Command line: `python -m xai_core explain | evaluate | operating-points | train | db | feedback | pacs`."""
 
 from __future__ import annotations
 
@@ -73,14 +73,20 @@ def _explain(args: argparse.Namespace) -> None:
 def _dicom_results_out(
     args: argparse.Namespace, model: XRayModel, image: Path, xray: XRay, explanation: Explanation, labels: list[str]
 ) -> None:
-    """Secondary Capture of the most probable label's overlay and the SR of `labels`: to --dicom-out, --stow."""
-    from .dicom_out import dicom_results, source_header, write_results
+    """Secondary Capture of the most probable label with the --sc-layers overlay, and the SR of `labels`, both against
+    the --flag-at operating point: to --dicom-out, --stow."""
+    from .dicom_out import SALIENCY, BurnedOverlay, dicom_results, write_results
+    from .dicom_source import source_header
+    from .explain import saliency
     from .pacs import Pacs, PacsSettings
 
-    results = dicom_results(
-        source_header(image), xray, explanation, model, label=max(labels, key=explanation.probability),
-        labels=tuple(labels), opacity=args.opacity, colormap=args.colormap, outline_threshold=args.threshold,
-    )
+    label = max(labels, key=explanation.probability)
+    layers = tuple(layer for layer in args.sc_layers if layer != "none")
+    overlay = BurnedOverlay(layers=layers, opacity=args.opacity, outline_threshold=args.threshold,
+                            colormap=args.colormap,
+                            saliency=saliency(model, xray, label) if SALIENCY in layers else None)
+    results = dicom_results(source_header(image), xray, explanation, model, label=label, labels=tuple(labels),
+                            overlay=overlay, point=args.flag_at)
     if args.dicom_out:
         write_results(results, args.dicom_out, image.stem)
     if args.stow:
@@ -179,6 +185,39 @@ def _operating_points(args: argparse.Namespace) -> None:
     print(f"written to {card_path}")
 
 
+def _pacs(args: argparse.Namespace) -> None:
+    """Search a DICOMweb PACS for studies, or list a study's (or one series') instances; an incomplete list says so."""
+    from datetime import date
+
+    from .pacs import Pacs, PacsSettings
+
+    settings = PacsSettings.from_environment(url=args.url)
+    if settings is None:
+        raise XRayError("Name the PACS: --url, or $XAI_DICOMWEB_URL.")
+    pacs = Pacs(settings)
+    if args.action == "studies":
+        try:
+            first, last = (date.fromisoformat(value) if value else None for value in (args.date_from, args.date_to))
+        except ValueError:
+            raise XRayError("Write study dates as YYYY-MM-DD, e.g. 2004-08-26.") from None
+        if not (args.accession or args.patient_id or first or last):
+            raise XRayError("Give --accession, --patient-id or a date range (--from, --to).")
+        for study in pacs.search_studies(accession_number=args.accession, patient_id=args.patient_id,
+                                         date_from=first, date_to=last):
+            print(f"{study.study_uid}  {study.line()}")
+        return
+    if not args.study:
+        raise XRayError("pacs instances needs --study STUDY_UID.")
+    listing = pacs.list_instances(args.study, args.series, limit=args.limit)
+    for item in listing.instances:
+        print(f"{item.series_uid} {item.sop_uid}  {item.line()}  {item.kind}")
+    if not listing.complete:
+        print(listing.notice())
+        if args.series is None:
+            for series in pacs.list_series(args.study):
+                print(f"  --series {series.series_uid}  {series.line()}")
+
+
 def _db_upgrade(args: argparse.Namespace) -> None:
     from .store import create_store_engine, current_revision, describe, upgrade
 
@@ -224,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $XAI_DEVICE, else CUDA if present)")
     explain.add_argument("--dicom-out", type=Path, help="also write <image>_sc.dcm (Secondary Capture) and <image>_sr.dcm (TID 1500 SR) here")
     explain.add_argument("--stow", metavar="URL", help="also store both in this DICOMweb PACS (credentials from $XAI_DICOMWEB_USER/_PASSWORD/_TOKEN)")
+    explain.add_argument("--sc-layers", nargs="+", choices=["heatmap", "saliency", "outline", "none"],
+                         default=["heatmap"],
+                         help="what the Secondary Capture burns in over the film, as the page's layers (default: the "
+                              "page's, the heatmap alone); with --opacity, --threshold and --colormap")
+    explain.add_argument("--flag-at", choices=["high_specificity", "high_sensitivity"], default="high_specificity",
+                         help="the model card's operating point the SC and SR flag findings against "
+                              "(default: the page's)")
     explain.set_defaults(run=_explain)
 
     evaluate = commands.add_parser("evaluate", help="AUROC with CIs and attention-box alignment on a dataset")
@@ -286,6 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("action", choices=["verify-audit", "export", "stats"])
     feedback.add_argument("--out", type=Path, help="export: folder for images/, labels.csv and boxes.csv")
     feedback.set_defaults(run=_feedback)
+
+    pacs = commands.add_parser("pacs", help="search a DICOMweb PACS ($XAI_DICOMWEB_URL) for studies, list instances")
+    pacs.add_argument("action", choices=["studies", "instances"])
+    pacs.add_argument("--url", help="the PACS's DICOMweb root (default: $XAI_DICOMWEB_URL; credentials from "
+                                    "$XAI_DICOMWEB_USER/_PASSWORD/_TOKEN)")
+    pacs.add_argument("--accession", help="studies: by accession number")
+    pacs.add_argument("--patient-id", help="studies: by patient ID")
+    pacs.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="studies: from this study date")
+    pacs.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="studies: up to this study date")
+    pacs.add_argument("--study", metavar="STUDY_UID", help="instances: of this study")
+    pacs.add_argument("--series", metavar="SERIES_UID", help="instances: of this series only")
+    pacs.add_argument("--limit", type=int, default=1000, help="instances: list at most this many (default 1000)")
+    pacs.set_defaults(run=_pacs)
     return parser
 
 

@@ -8,6 +8,14 @@ a film (dates, modality, view position, body part) and never patient names.
 
 Every failure (PACS unreachable, too slow, credentials refused, instance gone, not an
 image, a store refused) raises XRayError saying what happened and what the PACS holds now.
+
+Search values are sent as typed, unencoded, and only values every PACS reads the same way
+are sent: letters, digits and - . _ ~ ! $ ' ( ) ; = : @ /. Any other character would have to
+be percent-encoded (a space as + or %20), and Orthanc 1.10 (Debian 12's) takes an encoded
+value literally: "A B" sent as A+B matches a patient whose ID is "A+B", and %20 matches
+nothing. * and ? are wildcards and , and \\ separate several values, so they would list other
+patients' studies. Such a value is refused before anything is sent, saying which character.
+A listing asks for one more instance than it shows, so it knows when the PACS holds more.
 """
 
 from __future__ import annotations
@@ -25,10 +33,17 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.uid import UID
 
 from .errors import XRayError
+from .pacs_records import (
+    InstanceListing,
+    SeriesSummary,
+    StudySummary,
+    instance_summary,
+    series_summary,
+    sop_class_name,
+    study_summary,
+)
 
 URL_ENV = "XAI_DICOMWEB_URL"
 USER_ENV = "XAI_DICOMWEB_USER"
@@ -37,10 +52,16 @@ TOKEN_ENV = "XAI_DICOMWEB_TOKEN"
 DEFAULT_TIMEOUT_S = 20.0
 MAX_STUDIES = 200
 MAX_INSTANCES = 1000
+SEARCHABLE = re.compile(r"[A-Za-z0-9\-._~!$'();=:@/]+")  # what a search value may hold (module docstring)
+_VALUE_LENGTHS = {"AccessionNumber": 16, "PatientID": 64}  # the DICOM limits of SH and LO
+_FIELD_NAMES = {"AccessionNumber": "accession number", "PatientID": "patient ID"}
+_NAMED_CHARACTERS = {" ": "a space", "\t": "a tab", "*": "'*' (a wildcard)", "?": "'?' (a wildcard)",
+                     ",": "',' (it separates several values)", "\\": "'\\' (it separates several values)"}
 # Retrieve as stored ("*"): the reader decodes JPEG, JPEG 2000 and RLE itself, and a
 # PACS may be unable to transcode a compressed film to the default Explicit VR Little Endian.
 _AS_STORED = (("application/dicom", "*"),)
 _STUDY_FIELDS = ("StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+_SERIES_FIELDS = ("SeriesNumber", "Modality", "BodyPartExamined", "SeriesDate", "NumberOfSeriesRelatedInstances")
 _INSTANCE_FIELDS = (
     "SOPClassUID", "SeriesInstanceUID", "Modality", "SeriesDate", "ContentDate", "StudyDate",
     "ViewPosition", "BodyPartExamined", "SeriesNumber", "InstanceNumber",
@@ -105,37 +126,6 @@ class PacsSettings:
 
 
 @dataclass(frozen=True)
-class StudySummary:
-    """A study as listed for a reader to pick: no patient name, no free text."""
-
-    study_uid: str
-    date: str | None  # YYYYMMDD as stored
-    modalities: tuple[str, ...]
-    series_count: int | None
-    instance_count: int | None
-
-
-@dataclass(frozen=True)
-class InstanceSummary:
-    """One instance of a study, with what a reader needs to choose a film."""
-
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    kind: str  # the SOP class's name, e.g. "Computed Radiography Image Storage"
-    date: str | None
-    modality: str | None
-    view_position: str | None
-    body_part: str | None
-    series_number: int | None
-    instance_number: int | None
-
-    @property
-    def is_image(self) -> bool:
-        return "Image Storage" in self.kind
-
-
-@dataclass(frozen=True)
 class StoredObject:
     kind: str  # SOP class name
     series_uid: str
@@ -165,6 +155,7 @@ class Pacs:
             session.headers["Authorization"] = f"Bearer {settings.token}"
         elif settings.user:
             session.auth = (settings.user, settings.password or "")
+        self._session = session
         self._client = DICOMwebClient(url=settings.url, session=session, timeout=settings.timeout_s)
         # The client otherwise retries every failure 5 times with growing pauses (15 s and more for a
         # PACS that is down); a reader is better told at once and can try again.
@@ -178,29 +169,47 @@ class Pacs:
         date_from: date | None = None,
         date_to: date | None = None,
     ) -> list[StudySummary]:
-        """Studies matching all the given criteria (at most MAX_STUDIES), newest first."""
+        """Studies matching all the given criteria (at most MAX_STUDIES), newest first; a value the PACS could
+        misread is refused before anything is sent (module docstring)."""
         filters: dict[str, str] = {}
-        if accession_number:
-            filters["AccessionNumber"] = accession_number
-        if patient_id:
-            filters["PatientID"] = patient_id
+        for keyword, value in (("AccessionNumber", accession_number), ("PatientID", patient_id)):
+            if value:
+                filters[keyword] = searchable(keyword, value)
         if date_from or date_to:
             filters["StudyDate"] = f"{_dicom_date(date_from)}-{_dicom_date(date_to)}"
         with self._answering("searching for studies"):
-            found = self._client.search_for_studies(
-                search_filters=filters, fields=list(_STUDY_FIELDS), limit=MAX_STUDIES
-            )
-            studies = [_study_summary(Dataset.from_json(item)) for item in found]
+            found = self._search("studies", filters, _STUDY_FIELDS, MAX_STUDIES)
+            studies = [study_summary(Dataset.from_json(item)) for item in found]
         return sorted(studies, key=lambda study: study.date or "", reverse=True)
 
-    def list_instances(self, study_uid: str) -> list[InstanceSummary]:
-        """The study's instances (at most MAX_INSTANCES), in series then instance order."""
+    def list_series(self, study_uid: str) -> list[SeriesSummary]:
+        """The study's series (with their instance counts), in series number order."""
+        with self._answering("listing the study's series"):
+            found = self._search(f"studies/{_uid(study_uid)}/series", {}, _SERIES_FIELDS, MAX_INSTANCES)
+            series = [series_summary(Dataset.from_json(item)) for item in found]
+        return sorted(series, key=lambda item: (item.series_number or 0, item.series_uid))
+
+    def list_instances(self, study_uid: str, series_uid: str | None = None, *,
+                       limit: int = MAX_INSTANCES) -> InstanceListing:
+        """The study's (or one series') instances, at most `limit`, in series then instance order; the listing
+        says whether the PACS holds more."""
+        path = f"studies/{_uid(study_uid)}" + (f"/series/{_uid(series_uid)}" if series_uid else "") + "/instances"
         with self._answering("listing the study's instances"):
-            found = self._client.search_for_instances(
-                study_instance_uid=study_uid, fields=list(_INSTANCE_FIELDS), limit=MAX_INSTANCES
-            )
-            instances = [_instance_summary(study_uid, Dataset.from_json(item)) for item in found]
-        return sorted(instances, key=lambda item: (item.series_number or 0, item.series_uid, item.instance_number or 0))
+            found = self._search(path, {}, _INSTANCE_FIELDS, limit + 1)
+            instances = [instance_summary(study_uid, Dataset.from_json(item)) for item in found[:limit]]
+        instances.sort(key=lambda item: (item.series_number or 0, item.series_uid, item.instance_number or 0))
+        return InstanceListing(tuple(instances), complete=len(found) <= limit, limit=limit, series_uid=series_uid)
+
+    def _search(self, path: str, filters: dict[str, str], fields: Sequence[str], limit: int) -> list[dict]:
+        """One QIDO-RS request with the values as given (checked by `searchable`): dicomweb-client would
+        percent-encode them, which Orthanc 1.10 does not decode."""
+        query = "&".join([*(f"{keyword}={value}" for keyword, value in filters.items()),
+                          *(f"includefield={name}" for name in fields), f"limit={limit}"])
+        response = self._session.get(f"{self.settings.url}/{path}", params=query, timeout=self.settings.timeout_s,
+                                     headers={"Accept": "application/dicom+json, application/json"})
+        response.raise_for_status()
+        found = response.json() if response.content else []
+        return found if isinstance(found, list) else [found]
 
     def retrieve(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         """One instance (any kind) as stored, in memory."""
@@ -216,7 +225,7 @@ class Pacs:
         dataset = self.retrieve(study_uid, series_uid, sop_uid)
         if "PixelData" not in dataset:
             raise XRayError(
-                f"The instance is a {_sop_class_name(dataset.get('SOPClassUID'))}, not an image: "
+                f"The instance is a {sop_class_name(dataset.get('SOPClassUID'))}, not an image: "
                 "choose a radiograph of the study."
             )
         buffer = io.BytesIO()
@@ -228,7 +237,7 @@ class Pacs:
         stored: list[StoredObject] = []
         study_uid = str(objects[0].StudyInstanceUID)
         for dataset in objects:
-            kind = _sop_class_name(dataset.SOPClassUID).removesuffix(" Storage")
+            kind = sop_class_name(dataset.SOPClassUID).removesuffix(" Storage")
             try:
                 with self._answering(f"storing the {kind}"):
                     response = self._client.store_instances([dataset], study_instance_uid=study_uid)
@@ -297,6 +306,26 @@ def _require_stored(response: Dataset, dataset: Dataset, kind: str) -> None:
         raise XRayError(f"The PACS refused to store the {kind}.")
 
 
+def searchable(keyword: str, value: str) -> str:
+    """`value` stripped, if every PACS reads it as typed when sent unencoded; else an XRayError naming the
+    character (never the value: it may be the patient's ID)."""
+    value, name = value.strip(), _FIELD_NAMES[keyword]
+    if len(value) > _VALUE_LENGTHS[keyword]:
+        raise XRayError(f"A DICOM {name} has at most {_VALUE_LENGTHS[keyword]} characters; this one has {len(value)}.")
+    if SEARCHABLE.fullmatch(value):
+        return value
+    character = next(character for character in value if not SEARCHABLE.fullmatch(character))
+    described = _NAMED_CHARACTERS.get(character, f"'{character}'")
+    if character in "*?,\\":
+        why = "a PACS would match other patients' studies too: give the whole value"
+    else:
+        why = ("it would have to be encoded, and a PACS may match the encoded value literally (Orthanc 1.10 does: it "
+               "would find another patient's study, or none)")
+    raise XRayError(f"The {name} holds {described}, which this viewer does not send in a PACS search: {why}. "
+                    "Search by another criterion (accession number, patient ID or study dates), or ask the PACS "
+                    "administrator for the study.")
+
+
 def _what_is_stored(stored: list[StoredObject], study_uid: str) -> str:
     if not stored:
         return "Nothing was stored in the PACS."
@@ -307,53 +336,12 @@ def _what_is_stored(stored: list[StoredObject], study_uid: str) -> str:
     )
 
 
-def _study_summary(item: Dataset) -> StudySummary:
-    return StudySummary(
-        study_uid=str(item.StudyInstanceUID),
-        date=_text(item.get("StudyDate")),
-        modalities=tuple(str(value) for value in _values(item.get("ModalitiesInStudy"))),
-        series_count=_integer(item.get("NumberOfStudyRelatedSeries")),
-        instance_count=_integer(item.get("NumberOfStudyRelatedInstances")),
-    )
-
-
-def _instance_summary(study_uid: str, item: Dataset) -> InstanceSummary:
-    return InstanceSummary(
-        study_uid=study_uid,
-        series_uid=str(item.SeriesInstanceUID),
-        sop_uid=str(item.SOPInstanceUID),
-        kind=_sop_class_name(item.get("SOPClassUID")),
-        date=_text(item.get("ContentDate") or item.get("SeriesDate") or item.get("StudyDate")),
-        modality=_text(item.get("Modality")),
-        view_position=_text(item.get("ViewPosition")),
-        body_part=_text(item.get("BodyPartExamined")),
-        series_number=_integer(item.get("SeriesNumber")),
-        instance_number=_integer(item.get("InstanceNumber")),
-    )
-
-
-def _sop_class_name(uid: object) -> str:
-    sop_class = UID(str(uid or ""))
-    return sop_class.name if sop_class.is_valid and sop_class.name != str(sop_class) else "unknown kind of object"
+def _uid(value: str) -> str:
+    """A UID as a path segment: digits and dots only, so nothing can be smuggled into the URL."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", value or "") or len(value) > 64:
+        raise XRayError("That is not a DICOM UID (digits and dots, at most 64 characters).")
+    return value
 
 
 def _dicom_date(day: date | None) -> str:
     return day.strftime("%Y%m%d") if day else ""
-
-
-def _values(value: object) -> list:
-    if value is None or value == "":
-        return []
-    return list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
-
-
-def _text(value: object) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text or None
-
-
-def _integer(value: object) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
