@@ -501,7 +501,7 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
         image_pair(xray, explanation, order, grey, overlay_title, label, settings, saliency_picture)
         legend(settings, explanation, label)
         map_evidence(model, label)
-        method_comparison(model, xray, label, grey, explanation.normalized_map(label, grey.shape), settings)
+        method_comparison(model, xray, explanation, label, grey, settings)
 
     with findings:
         point = operating_point_switch()

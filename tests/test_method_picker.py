@@ -1,56 +1,85 @@
-"""The page's method picker (app/method_picker.py) with Streamlit's AppTest, on the sample and the real checkpoint."""
+"""The page's side-by-side methods (app/method_picker.py) with Streamlit's AppTest, on the sample and the real checkpoint.
+
+AppTest does not run the progress fragment on its timer, so the tests rerun the page while a
+method runs in its background thread, as the fragment's timer would.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import app.method_picker as method_picker
+from xai_core.method_jobs import JobState
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 
-@pytest.fixture
-def method_runs(monkeypatch) -> list[str]:
-    """The method of every map the picker computes (the page imports the module once, so the patch holds)."""
-    st.cache_data.clear()
-    runs: list[str] = []
-    original = method_picker.attribute
-
-    def counting(model, xray, label, method):
-        runs.append(method)
-        return original(model, xray, label, method)
-
-    monkeypatch.setattr(method_picker, "attribute", counting)
-    return runs
-
-
 def _page_text(at: AppTest) -> str:
-    return "\n".join(str(element.value) for kind in ("markdown", "caption") for element in getattr(at, kind))
+    kinds = ("markdown", "caption", "info", "error")
+    return "\n".join(str(element.value) for kind in kinds for element in getattr(at, kind))
 
 
-def test_method_picker_draws_one_pass_methods_at_once_and_runs_the_others_on_demand(method_runs):
+def _button(at: AppTest, start: str):
+    return next(button for button in at.button if button.label.startswith(start))
+
+
+def _opened_sample() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
-    next(button for button in at.button if button.label == "Open sample").click().run()
+    _button(at, "Open sample").click().run()
     assert not at.exception and [error.value for error in at.error] == []
-    assert at.selectbox(key="compared_method").value == "grad_cam"
-    assert method_runs == ["grad_cam"]  # one forward pass: drawn without asking
+    return at
+
+
+def _rerun_until(at: AppTest, done, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        time.sleep(1.0)
+        at.run()
+    assert done(), _page_text(at)
+
+
+def test_method_side_by_side_draws_one_pass_methods_at_once_with_their_agreement():
+    at = _opened_sample()
+    assert at.selectbox(key="method_left").value == "grad_cam_plus_plus"
+    assert at.selectbox(key="method_right").value == "grad_cam"
     text = _page_text(at)
-    assert "Grad-CAM (Selvaraju et al. 2017)" in text and "1 forward passes" in text
-    assert "Against Grad-CAM++: The two maps" in text
+    assert "Grad-CAM++ (Chattopadhay et al. 2018): the page's own map" in text
+    assert "Grad-CAM (Selvaraju et al. 2017): " in text and "1 image through the network" in text
+    assert "**Grad-CAM++ and Grad-CAM, " in text and "rank correlation" in text and "(IoU)" in text
+    assert "method_figure" in [button.key for button in at.get("download_button")]
 
-    at.selectbox(key="compared_method").set_value("occlusion").run()
-    assert method_runs == ["grad_cam"]  # many forward passes: nothing runs until the reader asks
-    run = next(button for button in at.button if button.label.startswith("Run Occlusion"))
-    run.click().run()
-    assert not at.exception and method_runs == ["grad_cam", "occlusion"]
-    assert "Occlusion (superpixels) (Zeiler & Fergus 2014)" in _page_text(at)
 
-    at.selectbox(key="compared_method").set_value("grad_cam").run()
-    at.selectbox(key="compared_method").set_value("occlusion").run()
-    assert method_runs == ["grad_cam", "occlusion"]  # cached per image, pathology and method
-    assert "Occlusion (superpixels) (Zeiler & Fergus 2014)" in _page_text(at)
+def test_method_expensive_run_shows_progress_can_be_stopped_and_is_kept_per_image():
+    at = _opened_sample()
+    at.selectbox(key="method_right").set_value("kernel_shap").run()
+    assert "runs 200 images through the network" in _page_text(at)
+    assert "**Grad-CAM++ and" not in _page_text(at)  # nothing to compare until it has run
+
+    _button(at, "Run Kernel SHAP").click().run()
+    job = at.session_state["method_job"]
+    assert job.method == "kernel_shap" and job.planned == 200
+    progress = [bar.proto.text for bar in at.get("progress")]
+    assert len(progress) == 1 and "Kernel SHAP (superpixels) for " in progress[0]
+    assert "of 200 images through the network" in progress[0]
+    _rerun_until(at, lambda: job.done > 0)
+    _button(at, "Stop").click().run()
+    _rerun_until(at, lambda: "was stopped after" in _page_text(at))
+    assert job.state is JobState.STOPPED and 0 < job.done < job.planned
+    assert _button(at, "Run Kernel SHAP")  # it can be run again
+
+    at.selectbox(key="method_right").set_value("occlusion").run()
+    _button(at, "Run Occlusion").click().run()
+    job = at.session_state["method_job"]
+    _rerun_until(at, lambda: "Occlusion (superpixels) (Zeiler & Fergus 2014): " in _page_text(at))
+    assert job.state is JobState.DONE
+    assert f"{job.planned} images through the network" in _page_text(at)
+    assert "**Grad-CAM++ and Occlusion (superpixels), " in _page_text(at)
+
+    at.selectbox(key="method_right").set_value("grad_cam").run()
+    at.selectbox(key="method_right").set_value("occlusion").run()
+    assert at.session_state["method_job"] is job  # kept for this image and pathology: not run again
+    assert not [button for button in at.button if button.label.startswith("Run Occlusion")]
+    assert "Occlusion (superpixels) (Zeiler & Fergus 2014): " in _page_text(at)

@@ -7,11 +7,15 @@ input-only edge detector. Inputs are small wherever the claim does not depend on
 
 from __future__ import annotations
 
+import io
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from skimage.filters import sobel
@@ -20,11 +24,17 @@ from torch import nn
 from xai_core.__main__ import build_parser, main
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
+from xai_core.explain import explain
 from xai_core.faithfulness import faithfulness, sanity_check
+from xai_core.figures import GAP, figure_caption, figure_png, method_figure
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
+from xai_core.map_agreement import map_agreement
 from xai_core.method_evaluation import compare_methods, format_comparison
+from xai_core.method_jobs import JobState, start_method_job
 from xai_core.methods import (
+    BATCH,
+    KERNEL_SHAP_SAMPLES,
     METHODS,
     GreyInputNetwork,
     attribute,
@@ -32,9 +42,10 @@ from xai_core.methods import (
     grad_cam,
     grey_input,
     integrated_gradients,
-    map_agreement,
+    planned_forward_passes,
 )
 from xai_core.model import XRayModel
+from xai_core.overlay import display_shape, render_overlay, resize_grey
 from xai_core.preprocessing import InputSpec
 
 SMALL = 64  # input size for claims that hold at any size
@@ -156,8 +167,11 @@ def test_superpixel_method_puts_its_maximum_in_the_one_patch_the_model_reads(pat
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_a_map_at_the_image_resolution_with_its_cost(small_model, chest, method):
     pixels = chest.pixels[::16, ::16]  # a 123 x 116 film: not the input size, not square
-    attribution = attribute(small_model, pixels, ["Effusion", "Cardiomegaly"], method,
-                            options=CHEAP_OPTIONS.get(method))
+    labels = ["Effusion", "Cardiomegaly"]
+    attribution = attribute(small_model, pixels, labels, method, options=CHEAP_OPTIONS.get(method))
+    # the progress bar's length is the images the method really runs
+    assert attribution.forward_passes == planned_forward_passes(small_model, pixels, labels, method,
+                                                                options=CHEAP_OPTIONS.get(method))
     assert attribution.maps.shape[0] == 2 and attribution.maps.dtype == np.float32
     assert np.isfinite(attribution.maps).all()
     assert attribution.map("Effusion").shape == pixels.shape
@@ -183,6 +197,17 @@ def test_unknown_method_or_label_is_a_clear_error(small_model, chest):
     attribution = attribute(small_model, chest, "Effusion", "grad_cam")
     with pytest.raises(XRayError, match="computed for Effusion"):
         attribution.map("Cardiomegaly")
+
+
+def test_sanity_check_counts_a_map_gone_blank_as_changed(model, chest):
+    """Grad-CAM's relu can leave nothing once the head is re-drawn: a blank map is not a surviving map."""
+
+    def blank_once_randomised(current: XRayModel, pixels: np.ndarray, label: str) -> np.ndarray:
+        return explain(model, pixels).normalized_map(label) if current is model else np.zeros_like(pixels)
+
+    check = sanity_check(model, chest, "Effusion", blank_once_randomised)
+    assert check.passed
+    assert all(step.spearman == 0.0 and step.ssim == 0.0 for step in check.steps)
 
 
 def test_faithful_map_beats_random_on_deletion_and_insertion(patch_model, patch_film):
@@ -275,3 +300,95 @@ def test_method_agreement_of_two_maps_in_figures_and_words():
     assert opposite.rank_correlation == pytest.approx(-1.0) and opposite.region_overlap == 0.0
     assert "hardly agree" in opposite.in_words()
     assert map_agreement(ramp, np.zeros_like(ramp)).rank_correlation == 0.0  # a flat map ranks nothing
+
+
+def test_method_progress_is_reported_before_each_batch_of_its_own_thread_only(small_model, chest):
+    """The viewer's sessions share one network: a forward pass another thread makes while a method runs is
+    neither counted nor reported (nor stopped) by that method's counter."""
+    grey = grey_input(small_model, chest.pixels)
+    reported: list[int] = []
+
+    def other_reader() -> None:
+        with torch.inference_mode():
+            GreyInputNetwork(small_model)(grey)
+
+    def progress(done: int) -> None:
+        reported.append(done)
+        if len(reported) == 1:
+            reader = threading.Thread(target=other_reader)
+            reader.start()
+            reader.join()
+
+    attribution = attribute(small_model, chest, "Effusion", "integrated_gradients", options={"steps": 3 * BATCH},
+                            progress=progress)
+    assert reported == [0, BATCH, 2 * BATCH]
+    assert attribution.forward_passes == 3 * BATCH
+    assert not small_model.network._forward_pre_hooks  # the counter's hook is removed
+
+
+def test_method_job_runs_in_the_background_and_says_how_long_it_took(small_model, chest):
+    job = start_method_job(small_model, chest, "Effusion", "integrated_gradients", options={"steps": 2 * BATCH})
+    assert job.planned == 2 * BATCH
+    assert job.wait(120), "the job did not finish"
+    assert job.state is JobState.DONE and job.fraction == 1.0
+    assert job.done == job.attribution.forward_passes == 2 * BATCH
+    assert job.attribution.map("Effusion").shape == chest.pixels.shape
+    assert job.in_words() == (f"Integrated Gradients for Effusion took {job.seconds:.1f} s: {2 * BATCH} images "
+                              "through the network (Grad-CAM++ needs one for all 14 pathologies).")
+
+
+def test_method_job_stop_ends_kernel_shap_early_with_a_clear_result(model, chest):
+    """Stopped as the page stops it: from another thread, while the real checkpoint runs on the full-size film."""
+    job = start_method_job(model, chest, "Effusion", "kernel_shap")
+    assert job.planned == KERNEL_SHAP_SAMPLES
+    deadline = time.monotonic() + 120
+    while job.done == 0 and job.running and time.monotonic() < deadline:  # the first batch has run
+        time.sleep(0.01)
+    job.stop()
+    assert "stopping" in job.in_words() or not job.running
+    assert job.wait(120), "the job did not stop"
+    assert job.state is JobState.STOPPED and job.attribution is None
+    assert 0 < job.done <= 3 * BATCH < job.planned  # within a batch or two of the request, far from the end
+    assert job.in_words() == (f"Kernel SHAP (superpixels) for Effusion was stopped after {job.done} of "
+                              f"{KERNEL_SHAP_SAMPLES} images through the network ({job.seconds:.1f} s): no map.")
+    assert not model.network._forward_pre_hooks
+    assert attribute(model, chest, "Effusion", "grad_cam").forward_passes == 1  # the network is still usable
+
+
+def test_method_agreement_of_a_real_map_with_itself_and_its_mirror_image(model, chest):
+    heatmap = explain(model, chest).normalized_map("Effusion")
+    same = map_agreement(heatmap, heatmap)
+    assert same.rank_correlation == pytest.approx(1.0) and same.region_overlap == 1.0
+    mirrored = map_agreement(heatmap, np.ascontiguousarray(heatmap[:, ::-1]))
+    assert mirrored.rank_correlation < same.rank_correlation - 0.1
+    assert mirrored.region_overlap < 0.9
+    assert mirrored.in_words() != same.in_words() and "strongly agree" in same.in_words()
+
+
+def test_method_figure_shows_the_radiograph_the_maps_and_a_research_only_caption(model, chest):
+    shape = display_shape(chest.pixels.shape, 200)
+    grey = resize_grey(chest.pixels, shape)
+    explanation = explain(model, chest)
+    grad_cams = attribute(model, chest, "Effusion", "grad_cam")
+    maps = [("Grad-CAM++", explanation.normalized_map("Effusion", shape)),
+            ("Grad-CAM", grad_cams.normalized_map("Effusion", shape))]
+    caption = figure_caption(["Grad-CAM++", "Grad-CAM"], "Effusion", explanation.probability("Effusion"),
+                             model.version)
+    assert caption == (f"Grad-CAM++ vs Grad-CAM · Effusion (probability {explanation.probability('Effusion'):.2f})"
+                       f" · model {model.version} · Research use only - not for diagnosis")
+    figure = method_figure(grey, maps, caption, opacity=0.5)
+    height, width = shape
+    assert figure.dtype == np.uint8 and figure.shape[1] == 3 * width + 4 * GAP
+    panels = [render_overlay(grey)] + [render_overlay(grey, heatmap=heatmap, opacity=0.5) for _, heatmap in maps]
+    top = next(row for row in range(figure.shape[0] - height)
+               if np.array_equal(figure[row:row + height, GAP:GAP + width], panels[0]))
+    for number, panel in enumerate(panels):  # radiograph, then each map over it, in order
+        left = GAP + number * (width + GAP)
+        np.testing.assert_array_equal(figure[top:top + height, left:left + width], panel)
+    assert (figure[top + height + GAP:] > 128).any()  # the caption is drawn under the panels
+    narrow = method_figure(grey, maps[:1], caption)
+    assert narrow.shape[0] > figure.shape[0]  # a figure too narrow for the caption wraps it onto more lines
+    stored = Image.open(io.BytesIO(figure_png(figure, caption)))
+    assert stored.text["Description"] == caption
+    assert stored.text["Disclaimer"] == "Research use only - not for diagnosis"
+    np.testing.assert_array_equal(np.asarray(stored.convert("RGB")), figure)

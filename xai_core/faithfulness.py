@@ -29,7 +29,8 @@ from torchvision.transforms.functional import gaussian_blur
 
 from .imaging import XRay
 from .labels import require_label
-from .methods import GreyInputNetwork, attribute, grey_input, method_named, rank_correlation, resize_maps
+from .map_agreement import rank_correlation
+from .methods import GreyInputNetwork, attribute, grey_input, method_named, resize_maps
 from .model import XRayModel
 
 CURVE_STEPS = 20
@@ -213,4 +214,8 @@ def _comparable(attribution_map: np.ndarray, size: int) -> np.ndarray:
 
 
 def _ssim(first: np.ndarray, second: np.ndarray) -> float:
+    """SSIM; 0 when either map is flat, as for the rank correlation: a flat map shows nothing, so it resembles
+    no map (SSIM alone would call a blank map 'similar' to a sparse one, e.g. Grad-CAM after its head is re-drawn)."""
+    if np.ptp(first) == 0 or np.ptp(second) == 0:
+        return 0.0
     return float(structural_similarity(first, second, data_range=1.0))

@@ -24,6 +24,8 @@ methods in multiples of the one forward pass that explain() needs.
 
 from __future__ import annotations
 
+import inspect
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,12 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import FeatureAblation, GradientShap, GuidedGradCam, IntegratedGradients, KernelShap, LayerGradCam
-from scipy.stats import spearmanr
 from skimage.segmentation import slic
 from torch import nn
 
 from .errors import XRayError
-from .explain import has_pooled_linear_head, captured_output, explain, normalized_cam, saliency
+from .explain import captured_output, explain, has_pooled_linear_head, normalized_cam, saliency
 from .imaging import XRay
 from .labels import require_label
 from .model import XRayModel
@@ -51,9 +52,10 @@ GRADIENT_SHAP_NOISE = 0.1  # sd of the noise added to each sample, in grey units
 KERNEL_SHAP_SAMPLES = 200
 SUPERPIXELS = 64  # SLIC's target number of segments on the input-size film
 SLIC_COMPACTNESS = 0.1  # grey images in [0, 1]: colour distance is small, so is the balance against space
-BATCH = 16  # images per forward pass inside the Captum methods: bounds memory, not results
+BATCH = 4  # images per forward pass inside the Captum methods: bounds memory and how soon a run can stop, not results
 
 MethodCompute = Callable[..., torch.Tensor]  # (model, pixels, label indices, **options) -> (L, h, w)
+PassesPerLabel = Callable[[XRayModel, np.ndarray, dict[str, Any]], int]  # (model, pixels, settings) -> images
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Method:
     magnitude: bool  # drawn as |map|: the sign (for or against the label) is in the raw map only
     one_pass: bool  # every label from the one forward pass explain() makes: switching is instant
     reference: str
+    passes_per_label: PassesPerLabel = lambda _model, _pixels, _settings: 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,10 +131,14 @@ def attribute(
     method: str = "grad_cam_plus_plus",
     *,
     options: Mapping[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Attribution:
     """Run one method for one or more labels.
 
     options go to the method's compute function (e.g. {"steps": 64} for integrated_gradients).
+    progress, if given, is called with the number of images run forward so far before each
+    batch the network runs in this thread (planned_forward_passes says how many there will be);
+    an exception it raises stops the method there and propagates.
     """
     chosen = method_named(method)
     names = (labels,) if isinstance(labels, str) else tuple(labels)
@@ -140,7 +147,7 @@ def attribute(
     indices = tuple(model.labels.index(require_label(name)) for name in names)
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     start = time.perf_counter()
-    with counted_forward_passes(model.network) as passes:
+    with counted_forward_passes(model.network, progress) as passes:
         native = chosen.compute(model, pixels, indices, **dict(options or {}))
     return Attribution(
         method=chosen.name,
@@ -153,6 +160,29 @@ def attribute(
     )
 
 
+def planned_forward_passes(
+    model: XRayModel,
+    xray: XRay | np.ndarray,
+    labels: str | Sequence[str],
+    method: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+) -> int:
+    """The images `attribute` will run forward with these arguments: the length of a progress bar."""
+    chosen = method_named(method)
+    if chosen.one_pass:
+        return 1
+    count = 1 if isinstance(labels, str) else len(labels)
+    settings = {
+        name: parameter.default
+        for name, parameter in inspect.signature(chosen.compute).parameters.items()
+        if parameter.kind is parameter.KEYWORD_ONLY
+    }
+    settings.update(options or {})
+    pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
+    return count * chosen.passes_per_label(model, pixels, settings)
+
+
 def method_named(name: str) -> Method:
     if name not in METHODS:
         raise XRayError(f"'{name}' is not an explanation method this viewer offers: {', '.join(METHODS)}.")
@@ -160,11 +190,22 @@ def method_named(name: str) -> Method:
 
 
 @contextmanager
-def counted_forward_passes(network: nn.Module) -> Iterator[list[int]]:
-    """Count the images a network runs forward on while the block is open; the hook is always removed."""
+def counted_forward_passes(
+    network: nn.Module, before_batch: Callable[[int], None] | None = None
+) -> Iterator[list[int]]:
+    """Count the images a network runs forward on in this thread while the block is open; the hook is always
+    removed. The network may be shared (the viewer's sessions share one): other threads' passes are not counted.
+
+    before_batch, if given, is called with the count so far before each batch; what it raises stops that batch.
+    """
     count = [0]
+    owner = threading.get_ident()
 
     def add(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if threading.get_ident() != owner:
+            return
+        if before_batch is not None:
+            before_batch(count[0])
         count[0] += int(inputs[0].shape[0])
 
     handle = network.register_forward_pre_hook(add)
@@ -256,10 +297,12 @@ def gradient_shap(
     grey = grey_input(model, pixels)
     baselines = torch.cat([torch.zeros_like(grey), torch.full_like(grey, 0.5)])
     explainer = GradientShap(GreyInputNetwork(model))
+    chunks = [min(BATCH, samples - start) for start in range(0, samples, BATCH)]  # Captum runs n_samples at once
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return torch.cat([
-            explainer.attribute(grey, baselines=baselines, target=index, n_samples=samples, stdevs=noise)[0]
+            sum(chunk * explainer.attribute(grey, baselines=baselines, target=index, n_samples=chunk, stdevs=noise)[0]
+                for chunk in chunks) / samples
             for index in indices
         ])
 
@@ -326,38 +369,6 @@ def resize_maps(maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return resized[:, 0]
 
 
-@dataclass(frozen=True)
-class MapAgreement:
-    """How far two maps of the same film and pathology agree, in figures and in words."""
-
-    rank_correlation: float  # Spearman's rho over pixels
-    region_overlap: float  # IoU of the regions at or above the threshold of each normalised map
-    threshold: float
-
-    def in_words(self) -> str:
-        rho = self.rank_correlation
-        strength = "strongly" if rho >= 0.7 else "partly" if rho >= 0.3 else "hardly"
-        return (f"The two maps {strength} agree: rank correlation {rho:.2f}; their strongest regions "
-                f"(at or above {self.threshold:.0%} of each map's range) overlap {self.region_overlap:.0%} (IoU).")
-
-
-def map_agreement(first: np.ndarray, second: np.ndarray, *, threshold: float = 0.5) -> MapAgreement:
-    """Agreement of two normalised maps (H, W) in [0, 1] of the same film."""
-    if first.shape != second.shape:
-        raise ValueError(f"maps of one film must have one shape, got {first.shape} and {second.shape}")
-    first_region, second_region = first >= threshold, second >= threshold
-    union = np.logical_or(first_region, second_region).sum()
-    overlap = float(np.logical_and(first_region, second_region).sum() / union) if union else 0.0
-    return MapAgreement(rank_correlation(first, second), overlap, threshold)
-
-
-def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
-    """Spearman's rho over pixels; 0 when either map is flat (it ranks nothing, so agrees with nothing)."""
-    if np.ptp(first) == 0 or np.ptp(second) == 0:
-        return 0.0
-    return float(spearmanr(np.ravel(first), np.ravel(second)).statistic)
-
-
 METHODS: dict[str, Method] = {
     method.name: method
     for method in (
@@ -368,16 +379,17 @@ METHODS: dict[str, Method] = {
         Method("saliency", "Gradient saliency", gradient_saliency, magnitude=False, one_pass=False,
                reference="Simonyan et al. 2014"),
         Method("smoothgrad", "SmoothGrad", smoothgrad, magnitude=False, one_pass=False,
-               reference="Smilkov et al. 2017"),
+               reference="Smilkov et al. 2017", passes_per_label=lambda _model, _pixels, settings: settings["samples"]),
         Method("integrated_gradients", "Integrated Gradients", integrated_gradients, magnitude=True, one_pass=False,
-               reference="Sundararajan et al. 2017"),
+               reference="Sundararajan et al. 2017", passes_per_label=lambda _model, _pixels, settings: settings["steps"]),
         Method("gradient_shap", "Gradient SHAP", gradient_shap, magnitude=True, one_pass=False,
-               reference="Lundberg & Lee 2017"),
+               reference="Lundberg & Lee 2017", passes_per_label=lambda _model, _pixels, settings: settings["samples"]),
         Method("occlusion", "Occlusion (superpixels)", occlusion, magnitude=True, one_pass=False,
-               reference="Zeiler & Fergus 2014"),
+               reference="Zeiler & Fergus 2014", passes_per_label=lambda model, pixels, settings: 2 + int(  # the film, then each segment (ids from 0)
+                   superpixels(grey_input(model, pixels), settings["segments"]).max())),
         Method("kernel_shap", "Kernel SHAP (superpixels)", kernel_shap, magnitude=True, one_pass=False,
-               reference="Lundberg & Lee 2017"),
+               reference="Lundberg & Lee 2017", passes_per_label=lambda _model, _pixels, settings: settings["samples"]),
         Method("guided_grad_cam", "Guided Grad-CAM", guided_grad_cam, magnitude=True, one_pass=False,
-               reference="Selvaraju et al. 2017"),
+               reference="Selvaraju et al. 2017", passes_per_label=lambda _model, _pixels, _settings: 2),
     )
 }

@@ -1,0 +1,53 @@
+"""The side-by-side methods in Chromium: an expensive method shows its progress and stops when the reader asks.
+
+The page's progress bar is refreshed by a timed fragment that AppTest does not run, and the Stop
+click must reach a thread that outlives the script run that started it: only the real server and a
+real browser show both.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser_support import CHROMIUM, ROOT, launch_chromium, open_sample, running_viewer, wait_until_idle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+STOPPED = re.compile(r"Kernel SHAP \(superpixels\) for .+ was stopped after (\d+) of 200 images through the network")
+
+
+def test_method_run_in_the_browser_shows_progress_and_stops_on_request():
+    with running_viewer(script=ROOT / "app" / "main.py") as (url, _process), \
+            playwright_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(url)
+        open_sample(page)
+        wait_until_idle(page)
+        page.get_by_text("Compare explanation methods side by side").click()
+        wait_until_idle(page)
+        panel = page.locator("[data-testid='stExpander']").filter(has_text="Compare explanation methods")
+        panel.locator("[data-testid='stSelectbox']").nth(1).click()
+        page.keyboard.type("Kernel SHAP")  # the list is virtualised: filter it to the method
+        page.get_by_role("option", name="Kernel SHAP (superpixels)").click()
+        wait_until_idle(page)
+
+        page.get_by_role("button", name=re.compile("^Run Kernel SHAP")).click()
+        progress = panel.locator("[data-testid='stProgress']")
+        progress.wait_for(timeout=120_000)
+        # the bar moves without a click: the timed refresh reads the background run's count
+        panel.get_by_text(re.compile(r"Kernel SHAP \(superpixels\) for .+: [1-9]\d* of 200 images")).wait_for(
+            timeout=300_000)
+        page.get_by_role("button", name="Stop").click()
+        panel.get_by_text(STOPPED).wait_for(timeout=300_000)
+        stopped = int(STOPPED.search(panel.inner_text()).group(1))
+        assert 0 < stopped < 200
+        assert progress.count() == 0
+        assert page.get_by_role("button", name=re.compile("^Run Kernel SHAP")).is_visible()  # it can run again
+        assert page.locator("[data-testid='stAlertContentError']").all_inner_texts() == []
+        browser.close()
