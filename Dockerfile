@@ -22,7 +22,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin viewer
 USER 10001
 
 EXPOSE 8501
+# Healthy once the model is loaded (app/server.py loads it as the server starts): /api/ready answers 503 until then.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/api/ready', timeout=4)"]
 
-CMD ["streamlit", "run", "app/main.py", "--server.address=0.0.0.0", "--server.port=8501"]
+CMD ["streamlit", "run", "app/server.py", "--server.address=0.0.0.0", "--server.port=8501"]

@@ -22,22 +22,24 @@ function build(root) {
         <label>Width <input type="range" data-window="width" aria-label="Window width">
           <output data-window="width"></output></label>
         <label><input type="checkbox" data-window="invert" aria-label="Invert"> Invert</label>
-        <button type="button" data-window="reset" title="Back to the file's own window, not inverted">File's window</button>
-      </div>
-      <div class="cxr-map" role="group" aria-label="Map shown">
-        <label>Map <select data-map="label" aria-label="Pathology on the map"></select></label>
-        <label><input type="checkbox" data-map="heatmap"> Grad-CAM++</label>
-        <label><input type="checkbox" data-map="outline"> Outline</label>
-        <label>Opacity <input type="range" data-map="opacity" min="0" max="1" step="0.05" aria-label="Opacity">
-          <output data-map="opacity"></output></label>
-        <label title="The outline encloses where the map reaches this fraction of its maximum">Outline at
-          <input type="range" data-map="threshold" min="0.05" max="0.95" step="0.05" aria-label="Outline threshold">
-          <output data-map="threshold"></output></label>
+        <button type="button" data-window="reset" aria-label="File's window"
+          title="Back to the file's own window, not inverted">&#x21BA;</button>
       </div>
       <div class="cxr-zoom">
         <button type="button" data-zoom="in" aria-label="Zoom in" title="Zoom in">+</button>
         <button type="button" data-zoom="out" aria-label="Zoom out" title="Zoom out">&minus;</button>
-        <button type="button" data-zoom="reset" aria-label="Reset view" title="Reset view (or double-click)">Reset</button>
+        <button type="button" data-zoom="reset" aria-label="Reset view" title="Reset view (or double-click)">1:1</button>
+      </div>
+      <div class="cxr-map" role="group" aria-label="Map shown">
+        <select data-map="label" aria-label="Pathology on the map" title="The pathology whose map is shown"></select>
+        <label><input type="checkbox" data-map="heatmap"> Grad-CAM++</label>
+        <label title="Gradient saliency: computed by the server for the pathology shown (a moment)"><input
+          type="checkbox" data-map="saliency"> Saliency</label>
+        <label title="The outline encloses where the map reaches this fraction of its maximum"><input type="checkbox"
+          data-map="outline"> Outline <input type="range" data-map="threshold" min="0.05" max="0.95" step="0.05"
+          aria-label="Outline threshold"> <output data-map="threshold"></output></label>
+        <label>Opacity <input type="range" data-map="opacity" min="0" max="1" step="0.05" aria-label="Opacity">
+          <output data-map="opacity"></output></label>
       </div>
     </div>
     <div class="cxr-panes">
@@ -325,25 +327,42 @@ function mapControl(viewer, name, tag = "input") {
   return viewer.pair.querySelector(`${tag}[data-map='${name}']`);
 }
 
+// What the reader chose here goes to the server after it is drawn: the findings table marks its row at once, and the
+// page's panels (summary, feedback, PACS, methods, downloads) follow in a rerun of the result alone, once the reader
+// has paused (TELL_AFTER_MS): stepping through the pathologies with the arrow keys reruns nothing on the way.
+const TELL_AFTER_MS = 300;
+
+function tell(viewer) {
+  document.dispatchEvent(new CustomEvent("cxr-shown", { detail: viewer.choice.label }));
+  const choice = { ...viewer.choice };
+  viewer.pair.dataset.told = JSON.stringify(choice); // data-served equals it once the server has acted on it
+  clearTimeout(viewer.telling);
+  viewer.telling = setTimeout(() => viewer.setStateValue("choice", choice), TELL_AFTER_MS);
+}
+
 function wireMap(viewer) {
   const redraw = () => { if (viewer.picture) drawOverlay(viewer); };
   mapControl(viewer, "label", "select").addEventListener("change", (event) => {
     viewer.choice.label = event.target.value;
     redraw();
+    tell(viewer);
   });
-  for (const layer of ["heatmap", "outline"]) {
+  for (const layer of ["heatmap", "saliency", "outline"]) {
     mapControl(viewer, layer).addEventListener("change", (event) => {
       const layers = new Set(viewer.choice.layers);
       if (event.target.checked) layers.add(layer); else layers.delete(layer);
       viewer.choice.layers = ["heatmap", "saliency", "outline"].filter((name) => layers.has(name));
       redraw();
+      tell(viewer);
     });
   }
   for (const setting of ["opacity", "threshold"]) {
-    mapControl(viewer, setting).addEventListener("input", (event) => {
+    const slider = mapControl(viewer, setting);
+    slider.addEventListener("input", (event) => { // while dragging: drawn here only
       viewer.choice[setting] = Number(event.target.value);
       redraw();
     });
+    slider.addEventListener("change", () => tell(viewer)); // released: the server hears it once
   }
   // A row pressed in the findings table (app/pathology_table.js) shows its map at once; the table's own rerun
   // then brings the rest of the page along.
@@ -373,6 +392,7 @@ function adopt(viewer, overlay) {
     }
   }
   viewer.served = served;
+  viewer.pair.dataset.served = JSON.stringify(served);
 }
 
 function syncMapControls(viewer, saliencyShown) {
@@ -384,8 +404,7 @@ function syncMapControls(viewer, saliencyShown) {
     select.dataset.labels = names;
   }
   select.value = choice.label;
-  mapControl(viewer, "heatmap").checked = choice.layers.includes("heatmap");
-  mapControl(viewer, "outline").checked = choice.layers.includes("outline");
+  for (const layer of ["heatmap", "saliency", "outline"]) mapControl(viewer, layer).checked = choice.layers.includes(layer);
   for (const setting of ["opacity", "threshold"]) {
     mapControl(viewer, setting).value = choice[setting];
     mapControl(viewer, setting, "output").value = Number(choice[setting]).toFixed(2);
@@ -393,8 +412,8 @@ function syncMapControls(viewer, saliencyShown) {
   const name = data.findings.find((finding) => finding.label === choice.label)?.name || choice.label;
   const drawn = choice.layers.filter((layer) => layer !== "saliency" || saliencyShown);
   const titles = drawn.map((layer) => LAYER_TITLES[layer]).join(" + ") || "no overlay";
-  // Gradient saliency costs a backward pass per pathology: the page computes it for the pathology it shows.
-  const missing = choice.layers.length > drawn.length ? " (saliency: pick it in the table)" : "";
+  // Gradient saliency costs a backward pass per pathology: the server computes it for the pathology shown.
+  const missing = choice.layers.length > drawn.length ? " (saliency on its way)" : "";
   viewer.captions[1].textContent = viewer.captions[1].title = `${name} · ${titles}${missing}`;
 }
 
@@ -453,13 +472,24 @@ function rawMap(viewer, label) {
 }
 
 // The map in [0, 1] at display size exactly as xai_core.explain.normalized_cam: min-max, resize, min-max.
-function normalizedMap(viewer, label) {
-  if (!viewer.maps.has(label)) {
+// At display size by default (the outline, the attention under the pointer); [width, height] for a coarser grid.
+function normalizedMap(viewer, label, [width, height] = viewer.data.size) {
+  const key = `${label} ${width}x${height}`;
+  if (!viewer.maps.has(key)) {
     const { rows, cols, values } = rawMap(viewer, label);
-    const [width, height] = viewer.data.size;
-    viewer.maps.set(label, minMax(resize(minMax(values), rows, cols, height, width)));
+    viewer.maps.set(key, minMax(resize(minMax(values), rows, cols, height, width)));
   }
-  return viewer.maps.get(label);
+  return viewer.maps.get(key);
+}
+
+// The heatmap is coloured on a grid of at most HEATMAP_GRID pixels a side and scaled up smoothly by the browser: the
+// model's maps are a few cells a side (10 x 10 for a ResNet-50 at 320 px), so the picture is the same to the eye,
+// and a switch colours 16 times fewer pixels than at display size.
+const HEATMAP_GRID = 256;
+
+function heatmapSize([width, height]) {
+  const step = Math.max(1, Math.ceil(Math.max(width, height) / HEATMAP_GRID));
+  return [Math.ceil(width / step), Math.ceil(height / step)];
 }
 
 function paint(canvas, width, height, fill) {
@@ -497,47 +527,59 @@ function outlineOf(map, width, height, threshold, lineWidth) {
   return inside.map((value, index) => value & (1 - core[index]));
 }
 
+// Each layer is painted again only when what it shows changed (an opacity is a style; a threshold repaints only the
+// outline), and nothing at all when the server sends back what the reader already sees.
 function drawOverlay(viewer) {
   const { data, choice } = viewer;
   const overlay = data.overlay;
   const [width, height] = data.size;
   const shown = new Set(choice.layers);
-  const map = normalizedMap(viewer, choice.label);
   const saliencyShown = shown.has("saliency") && overlay.saliency_label === choice.label
     && viewer.saliency?.source === overlay.saliency;
+  const drawn = JSON.stringify([data.image, choice.label, choice.layers, choice.opacity, choice.threshold,
+    overlay.colormap, saliencyShown ? overlay.saliency.length : null]);
   syncMapControls(viewer, saliencyShown);
+  if (viewer.overlayPane.dataset.drawn === drawn) return;
   const { heatmap, saliency, outline } = viewer.layers;
+  const repaint = (canvas, key, fill, [across, down] = [width, height]) => { // unless it already shows key
+    if (canvas.dataset.painted === key) return;
+    paint(canvas, across, down, fill);
+    canvas.dataset.painted = key;
+  };
   if (shown.has("heatmap")) {
+    const grid = heatmapSize(data.size);
+    const map = normalizedMap(viewer, choice.label, grid);
     const lut = bytesOf(overlay.lut);
-    paint(heatmap, width, height, (out) => {
-      map.forEach((value, index) => {
+    repaint(heatmap, JSON.stringify([data.image, choice.label, overlay.colormap]), (out) => {
+      for (let index = 0; index < map.length; index += 1) {
+        const value = map[index];
         const entry = 3 * Math.floor(value * 255 + 0.5);
         out[4 * index] = lut[entry];
         out[4 * index + 1] = lut[entry + 1];
         out[4 * index + 2] = lut[entry + 2];
         out[4 * index + 3] = value * 255 + 0.5;
-      });
-    });
+      }
+    }, grid);
   }
   if (shown.has("outline")) {
-    const rim = outlineOf(map, width, height, choice.threshold, overlay.outline_width);
     const [red, green, blue] = overlay.outline_colour;
-    paint(outline, width, height, (out) => {
-      rim.forEach((on, index) => {
-        if (!on) return;
+    repaint(outline, JSON.stringify([data.image, choice.label, choice.threshold]), (out) => {
+      const rim = outlineOf(normalizedMap(viewer, choice.label), width, height, choice.threshold,
+        overlay.outline_width);
+      for (let index = 0; index < rim.length; index += 1) {
+        if (!rim[index]) continue;
         out[4 * index] = red;
         out[4 * index + 1] = green;
         out[4 * index + 2] = blue;
         out[4 * index + 3] = 255;
-      });
+      }
     });
   }
   heatmap.style.opacity = saliency.style.opacity = choice.opacity;
   heatmap.hidden = !shown.has("heatmap");
   outline.hidden = !shown.has("outline");
   saliency.hidden = !saliencyShown;
-  viewer.overlayPane.dataset.drawn = JSON.stringify([data.image, choice.label, choice.layers, choice.opacity,
-    choice.threshold, overlay.colormap, saliency.hidden ? null : overlay.saliency.length]);
+  viewer.overlayPane.dataset.drawn = drawn;
   viewer.overlayPane.dataset.drawnAt = performance.now().toFixed(1);
 }
 
@@ -588,9 +630,19 @@ function rawAt(values, rows, cols, across, down) {
   return (at(y0, x0) * (1 - wx) + at(y0, x1) * wx) * (1 - wy) + (at(y1, x0) * (1 - wx) + at(y1, x1) * wx) * wy;
 }
 
+function showPictures(viewer, data) {
+  loadPicture(viewer, data).then((loaded) => {
+    if (!loaded) return;
+    viewer.pair.classList.remove("cxr-loading");
+    drawGrey(viewer);
+    drawOverlay(viewer);
+  });
+}
+
 export default function (component) {
-  const { data, parentElement } = component;
+  const { data, parentElement, setStateValue, setTriggerValue } = component;
   const viewer = parentElement.__cxrViewer || (parentElement.__cxrViewer = build(parentElement));
+  viewer.setStateValue = setStateValue;
   // A new image opens whole, in the file's window, with nothing of the previous film left on screen; a new map,
   // layer or overlay setting keeps the reader's zoom, pan and window.
   const newImage = !viewer.data || viewer.data.image !== data.image;
@@ -598,6 +650,8 @@ export default function (component) {
   fitHeight(viewer);
   viewer.captions[0].textContent = data.captions[0];
   if (newImage) {
+    clearTimeout(viewer.telling); // a choice made on the previous film is not this one's
+    delete viewer.pair.dataset.told;
     viewer.choice = null;
     viewer.served = null;
     viewer.picture = null;
@@ -607,15 +661,21 @@ export default function (component) {
     viewer.invert = false;
     viewer.pair.classList.add("cxr-loading");
     delete viewer.overlayPane.dataset.drawn;
+    viewer.asked = false;
     setUpWindow(viewer);
     adopt(viewer, data.overlay);
     reset(viewer);
-    loadPicture(viewer, data).then((loaded) => {
-      if (!loaded) return;
-      viewer.pair.classList.remove("cxr-loading");
-      drawGrey(viewer);
-      drawOverlay(viewer);
-    });
+    // The radiograph's pictures come with an image's first run only (the server's reruns for the pane's switches
+    // leave them out); a pane drawn anew without them asks for them once.
+    if (data.original) {
+      showPictures(viewer, data);
+    } else {
+      viewer.asked = true;
+      setTriggerValue("pictures", data.image);
+    }
+  } else if (!viewer.picture && data.original && viewer.asked) { // the pictures asked for
+    viewer.asked = false;
+    showPictures(viewer, data);
   } else {
     if (viewer.picture) viewer.pair.classList.remove("cxr-loading"); // the same film again (an upload refused)
     adopt(viewer, data.overlay);

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import re
 import sys
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from xai_core.display_window import DisplayValues, display_values  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
 from xai_core.card import TestRates  # noqa: E402
-from xai_core.model import XRayModel, load_model  # noqa: E402
+from xai_core.model import XRayModel  # noqa: E402
 from xai_core.ood import Assessment, Level  # noqa: E402
 from xai_core.operating_points import NO_POINTS, POINT_NAMES, flagged, in_words, trusted, verdict_words  # noqa: E402
 from xai_core.overlay import (  # noqa: E402
@@ -49,12 +48,18 @@ from xai_core.overlay import (  # noqa: E402
 )
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
+from xai_core.serving import shared_model  # noqa: E402  one per process, loaded as app/server.py starts
 
 UPLOADED = "Uploaded image"  # what an upload is called on the page: its file name may carry the patient's
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
 SALIENCY_COLOUR, OUTLINE_COLOUR = "#00ff00", "#00ffff"  # render_overlay's defaults
 LAYER_KEYS = {HEATMAP: "heatmap", SALIENCY: "saliency", OUTLINE: "outline"}  # as app/image_pair.js names them
+# What the overlay shows until the reader changes it in the image pane (app/image_pair.js), the one place for it.
+DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
+# The image whose radiograph pictures (about 2.5 MB) this session's pane already holds: a rerun for a switch in the
+# pane sends them no more; the pane asks again when it needs them (_resend_pictures).
+PICTURES_SENT = "pictures_sent"
 SMOOTHGRAD_SAMPLES = 16
 FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 MAPS_WITHHELD = "maps_withheld"  # the container of an image's results while the strong warning greys them out
@@ -68,23 +73,6 @@ IMAGE_PAIR = st.components.v2.component("chest_xray_viewer.image_pair", css=(APP
 PATHOLOGY_TABLE = st.components.v2.component("chest_xray_viewer.pathology_table",
                                              css=(APP / "pathology_table.css").read_text(),
                                              js=(APP / "pathology_table.js").read_text(), isolate_styles=False)
-# The operator's log: model loading only, never anything from an image. Its own handler, because
-# .streamlit/config.toml keeps Streamlit's loggers at warning.
-log = logging.getLogger("chest_xray_viewer")
-if not log.handlers:  # the script reruns on every interaction; the logger lives in the process
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(_handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def shared_model() -> XRayModel:
-    """One model per server process, shared by every session (never copied)."""
-    model = load_model()
-    log.info("model %s loaded on %s", model.version, model.device)
-    return model
 
 
 # Images and display pictures are cached as resources: shared, never copied on each rerun (a
@@ -172,6 +160,29 @@ def _pick_from_table() -> None:
         st.session_state["pathology"] = picked
 
 
+def _resend_pictures() -> None:
+    """The pane lost the radiograph's pictures (it was drawn anew): the next run sends them again."""
+    st.session_state.pop(PICTURES_SENT, None)
+
+
+def _from_pane() -> None:
+    """The image pane's choice (already drawn there): the pathology and overlay that the summary, the downloads and
+    the feedback, PACS and method panels act on. Checked, since it comes from the browser."""
+    choice = st.session_state["image_pair"].get("choice")
+    if not isinstance(choice, dict):
+        return
+    if choice.get("label") in PATHOLOGIES:
+        st.session_state["pathology"] = choice["label"]
+    layers = choice.get("layers")
+    view = dict(st.session_state.get("view", DEFAULT_VIEW))
+    if isinstance(layers, list):
+        view["layers"] = [key for key in LAYER_KEYS.values() if key in layers]
+    for name, (low, high) in (("opacity", (0.0, 1.0)), ("threshold", (0.05, 0.95))):
+        if isinstance(choice.get(name), int | float):
+            view[name] = min(high, max(low, float(choice[name])))
+    st.session_state["view"] = view
+
+
 # --- page parts -------------------------------------------------------------------------------
 
 
@@ -203,26 +214,20 @@ def image_source() -> DeltaGenerator:
 
 
 def overlay_settings() -> dict:
-    """The overlay's appearance, in the sidebar; returns the settings (they also go into the JSON record).
-
-    The layers are chosen above the images (layer_picker), where they are switched most often.
-    """
+    """The colour map and the saliency's kind, in the sidebar (rarely changed). The pathology, layers, opacity and
+    outline threshold are chosen in the image pane, drawn there at once and then told to the server (_from_pane)."""
     with st.sidebar:
         st.subheader("Overlay")
-        opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
         colormap = st.selectbox("Colour map", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
-        threshold = st.slider("Outline threshold", 0.05, 0.95, 0.5, 0.05, key="threshold",
-                              help="The outline encloses where the map reaches this fraction of its maximum.")
         smoothgrad = st.toggle(f"SmoothGrad saliency ({SMOOTHGRAD_SAMPLES} noisy copies, slower)", key="smoothgrad")
-    return {"opacity": float(opacity), "colormap": colormap,
-            "outline_threshold": float(threshold), "smoothgrad_samples": SMOOTHGRAD_SAMPLES if smoothgrad else 0}
+    return {"colormap": colormap, "smoothgrad_samples": SMOOTHGRAD_SAMPLES if smoothgrad else 0}
 
 
-def layer_picker() -> list[str]:
-    """Which maps are drawn over the radiograph, in drawing order."""
-    chosen = st.pills("Layers", [HEATMAP, SALIENCY, OUTLINE], selection_mode="multi", default=[HEATMAP],
-                      key="layers", label_visibility="collapsed")
-    return [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if layer in (chosen or [])]
+def view_settings(settings: dict) -> dict:
+    """The whole overlay's settings (they also go into the JSON record): the sidebar's and the image pane's."""
+    view = st.session_state.get("view", DEFAULT_VIEW)
+    return {**settings, "opacity": view["opacity"], "outline_threshold": view["threshold"],
+            "layers": [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if LAYER_KEYS[layer] in view["layers"]]}
 
 
 def image_details(xray: XRay) -> None:
@@ -310,12 +315,13 @@ def pathology_summary(model: XRayModel, explanation: Explanation, label: str, po
     if chosen is None:
         entry = card.operating_points.labels.get(label) if card.operating_points else None
         where = "; ".join(entry.missing) if entry and entry.missing else NO_POINTS
-        lines = [f"**{display_name(label)}** · probability **{probability:.3f}**, not flagged: {where}."]
+        lines = [f"Pathology shown: **{display_name(label)}** · probability **{probability:.3f}**, not flagged: "
+                 f"{where}."]
     else:
         side = "flagged" if probability >= chosen.threshold else "not flagged"
         test = chosen.test
-        lines = [f"**{display_name(label)}** · probability **{probability:.3f}**, {side} at the {POINT_NAMES[point]} "
-                 f"point ({chosen.threshold:.3f}).",
+        lines = [f"Pathology shown: **{display_name(label)}** · probability **{probability:.3f}**, {side} at the "
+                 f"{POINT_NAMES[point]} point ({chosen.threshold:.3f}).",
                  f"{in_words(chosen).capitalize()} ({_rates(test)})."]
     lines.append(f"Evidence on NIH test films: **{verdict_words(card, label)}**.")
     st.markdown("  \n".join(lines))
@@ -369,13 +375,16 @@ def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.
 
     values = window_values(xray.sha256, xray, grey.shape)
     rows, cols = explanation.raw_cams.shape[1:]
-    IMAGE_PAIR(key="image_pair", height="content", data={
+    send_pictures = st.session_state.get(PICTURES_SENT) != xray.sha256
+    st.session_state[PICTURES_SENT] = xray.sha256
+    lut = colorize(np.linspace(0, 1, 256, dtype=np.float32), settings["colormap"])
+    data = {
         "image": xray.sha256,
         "size": [grey.shape[1], grey.shape[0]],
         "height": FIGURE_HEIGHT,
         "captions": ["Original", overlay_title],
-        "original": data_url(radiograph_png(xray.sha256, grey)),
-        "codes": data_url(codes_png(xray.sha256, values)),
+        "original": data_url(radiograph_png(xray.sha256, grey)) if send_pictures else None,
+        "codes": data_url(codes_png(xray.sha256, values)) if send_pictures else None,
         "display": values.as_dict(),
         "findings": [{"label": name, "name": display_name(name)} for name in order],
         "maps": {name: {"rows": rows, "cols": cols, "raw": base64.b64encode(cam.astype("<f4").tobytes()).decode()}
@@ -386,14 +395,16 @@ def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.
             "opacity": settings["opacity"],
             "threshold": settings["outline_threshold"],
             "colormap": settings["colormap"],
-            "lut": base64.b64encode(colorize(np.linspace(0, 1, 256, dtype=np.float32), settings["colormap"]).tobytes()).decode(),
+            "lut": base64.b64encode(lut.tobytes()).decode(),
             "outline_colour": _rgb(OUTLINE_COLOUR),
             "outline_width": outline_width(grey.shape),
             "saliency_colour": _rgb(SALIENCY_COLOUR),
             "saliency": None if saliency_picture is None else data_url(saliency_picture),
             "saliency_label": None if saliency_picture is None else label,
         },
-    })
+    }
+    IMAGE_PAIR(key="image_pair", height="content", data=data, on_choice_change=_from_pane,
+               on_pictures_change=_resend_pictures)
 
 
 def _rgb(colour: str) -> list[int]:
@@ -472,10 +483,9 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
     The images are drawn first: the new overlay reaches the page before the table and the downloads.
     """
     images, findings = st.columns([7, 3], gap="medium")
-    label = st.session_state["pathology"]  # the picker's value, set before this run (show_result keeps it valid)
-    with images:
-        layers = layer_picker()
-    settings = {**settings, "layers": layers}
+    label = st.session_state["pathology"]  # from the pane or the table, before this run (show_result keeps it valid)
+    settings = view_settings(settings)
+    layers = settings["layers"]
     gradients = None
     if SALIENCY in layers:
         with st.spinner("Computing gradient saliency…"):
@@ -508,14 +518,13 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
     record = explanation_record(model, xray, explanation, {**settings, "pathology_shown": label, "flagged_at": point})
     with findings:
         probability_table(model, explanation, order, label, point)
-        st.caption("Press a row, or pick below, to see where the model looked for that pathology.")
-        st.selectbox("Pathology shown", order, format_func=display_name, key="pathology")
+        st.caption("Press a row, or pick one above the images, to see where the model looked for that pathology.")
         pathology_summary(model, explanation, label, point)
         downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
             "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
             "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
         feedback_panel(model, xray, explanation, label, settings, point)
-        send_to_pacs(model, xray, explanation, label, settings)
+        send_to_pacs(model, xray, explanation, label, point, settings, map(LAYER_KEYS.get, layers), gradients)
 
 
 def welcome() -> None:
@@ -539,7 +548,8 @@ def main() -> None:
                 "user-select: none;} </style>",
                 unsafe_allow_html=True)
     try:
-        model = shared_model()
+        with st.spinner("Loading the model…"):
+            model = shared_model()
     except XRayError as error:
         st.warning(f"**{DISCLAIMER}**", icon="⚠️")
         st.error(f"The model could not be loaded: {error}")

@@ -1,7 +1,11 @@
 // The 14 pathologies by probability, one row each; pressing a row (or Enter or Space on it) shows that
-// pathology's map. A small table in the page's own DOM: Streamlit's data grid took about a third of the
-// browser's time to draw the result, and had to be re-created whenever the pathology was picked elsewhere.
+// pathology's map, and the row of the pathology shown is marked wherever it was picked. A small table in the page's
+// own DOM: Streamlit's data grid took about a third of the browser's time to draw the result, and had to be
+// re-created whenever the pathology was picked elsewhere.
 // The table lives on the element and is refilled in place on every redraw.
+
+// The test evidence's verdict, short enough for the column; its full words are the cell's tooltip.
+const SHORT_EVIDENCE = { "not shown to work": "not shown", "too few cases to tell": "too few" };
 
 function cell(row, className, text) {
   const element = row.insertCell();
@@ -31,6 +35,8 @@ function build(root, pick) {
       (event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling)?.focus();
     }
   });
+  // A pathology switched in the image pane (app/image_pair.js) is marked here at once, before the page's rerun.
+  document.addEventListener("cxr-shown", (event) => mark(table, event.detail));
   root.appendChild(table);
   return table;
 }
@@ -73,7 +79,7 @@ function fill(table, data) {
     probability.append(bar, value);
     // flagged: true, false, or null where the model card has no such operating point for this label.
     cell(row, "cxr-above", finding.flagged === null ? "–" : finding.flagged ? "▲" : "").title = finding.flag_help;
-    cell(row, "cxr-evidence", finding.evidence).title = finding.evidence_help;
+    cell(row, "cxr-evidence", SHORT_EVIDENCE[finding.evidence] || finding.evidence).title = finding.evidence_help;
   }
   mark(table, data.shown);
   if (focused) body.querySelector("tr[aria-selected='true']")?.focus();

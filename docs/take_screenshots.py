@@ -28,7 +28,7 @@ def main() -> None:
         open_sample(page)
         settle(page)
         page.screenshot(path=OUT / "viewer_sample.png", full_page=True)
-        for layer in ("Grad-CAM++ heatmap", "Attention outline", "Gradient saliency"):
+        for layer in ("heatmap", "outline", "saliency"):
             toggle_layer(page, layer)
         settle(page)
         page.screenshot(path=OUT / "viewer_outline.png", full_page=True)

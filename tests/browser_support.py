@@ -23,10 +23,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVER = ROOT / "app" / "server.py"  # the page, with the model loaded as the server starts and /api/ready
+READY = "/api/ready"  # 200 once the model is loaded (app/server.py); Streamlit's /_stcore/health is up before it
+
+
 @contextmanager
-def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120,
-                   script: Path = ROOT / "app" / "main.py") -> Iterator[tuple[str, subprocess.Popen]]:
-    """(url, process) of `streamlit run app/main.py` (or another script) on a free loopback port; stopped on exit."""
+def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120, script: Path = SERVER,
+                   ready_path: str | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(url, process) of `streamlit run app/server.py` (or another script) on a free loopback port, once
+    ready_path answers 200 (by default /api/ready for app/server.py: the model is loaded; /_stcore/health for
+    another script); stopped on exit."""
+    ready_path = ready_path or (READY if script == SERVER else "/_stcore/health")
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true"]
@@ -37,13 +44,14 @@ def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120,
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as response:
                     if response.status == 200:
                         break
-            except OSError:
+            except OSError:  # not listening yet, or 503 while the model loads
                 if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
                     raise RuntimeError(f"the viewer did not start: {process.stdout.read() if process.stdout else ''}")
-                time.sleep(0.3)
+                time.sleep(0.1)
         yield url, process
     finally:
         process.terminate()
@@ -143,8 +151,19 @@ def wait_for_new_overlay(page, before: str | None, timeout_ms: int = 180_000) ->
 
 
 def toggle_layer(page, layer: str) -> None:
-    """Switch one overlay layer (a pill above the images) on or off and wait for the page to redraw."""
-    page.get_by_role("button", name=layer, exact=True).click()
+    """Switch one overlay layer (heatmap, saliency, outline: the image pane's checkbox) on or off; the pane draws
+    it at once and tells the server, whose rerun is waited for."""
+    page.locator(f"input[data-map='{layer}']").click()
+    wait_for_server(page)
+
+
+def wait_for_server(page, timeout_ms: int = 180_000) -> None:
+    """After a switch in the image pane: wait until the server has sent back what the pane told it (the pane's
+    data-served equals its data-told), then for the rest of that rerun."""
+    page.wait_for_function("""() => {
+        const pair = document.querySelector('.cxr-pair');
+        return pair && (!pair.dataset.told || pair.dataset.told === pair.dataset.served);
+    }""", timeout=timeout_ms)
     wait_until_idle(page)
 
 

@@ -1,8 +1,8 @@
 """Page flows of the viewer with Streamlit's AppTest, on the checkpoint the viewer loads by default and real images.
 
-AppTest cannot press a row of the findings table (a browser component), so the table
-click is covered in test_browser.py; here the pathology is picked with the selectbox
-that the table keeps in step with.
+AppTest cannot press a row of the findings table or use the image pane's controls (browser components): those are
+covered in test_browser.py. Here the pathology and the overlay are set in the session state, where the table's and
+the pane's callbacks put them (_show).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from xai_core.labels import PATHOLOGIES, display_name
 from xai_core.card import read_card
+from xai_core import serving
 from xai_core.model import DEFAULT_CARD, default_card
 
 explain_module = importlib.import_module("xai_core.explain")  # the package exports a function of the same name
@@ -31,6 +32,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 @pytest.fixture
 def forward_passes(monkeypatch) -> list[str]:
     """The sha256 of every image the page runs the model on (the page imports explain() on each run)."""
+    serving.shared_model()  # loaded and warmed up on the sample before counting (xai_core.serving)
     st.cache_data.clear()
     calls: list[str] = []
     original = explain_module.explain
@@ -78,6 +80,17 @@ def _opened_sample() -> AppTest:
 def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
     at.file_uploader[0].upload(name, data, "application/octet-stream").run()
     assert not at.exception
+    return at
+
+
+def _show(at: AppTest, label: str | None = None, **view) -> AppTest:
+    """As the table or the image pane tell the page: show `label`, with the overlay's layers, opacity, threshold."""
+    if label is not None:
+        at.session_state["pathology"] = label
+    if view:
+        at.session_state["view"] = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5, **view}
+    at.run()
+    _assert_fine(at)
     return at
 
 
@@ -143,7 +156,7 @@ def test_sample_shows_14_sorted_probabilities_flagged_at_the_default_point_with_
         verdict = card.verdict(row["label"])
         assert row["evidence"] == (verdict.kind if verdict else "none") and row["trusted"] == (verdict.kind == "works")
     top = rows[0]["label"]
-    assert at.selectbox(key="pathology").value == top  # a new image opens on its most probable finding
+    assert at.session_state["pathology"] == top  # a new image opens on its most probable finding
     assert _component(at, "pathology_table")["shown"] == top
     title, _ = _overlay(at)
     assert title == f"{display_name(top)} · Grad-CAM++"
@@ -169,8 +182,7 @@ def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes_and_how_
     at = _opened_sample()
     card = read_card(DEFAULT_CARD).report("nih_test")
     pneumonia = card["alignment"]["per_finding"]["Pneumonia"]
-    at.selectbox(key="pathology").set_value("Pneumonia").run()
-    _assert_fine(at)
+    _show(at, "Pneumonia")
     line = next(caption.value for caption in at.caption if caption.value.startswith("NIH test films"))
     auroc, boxes = card["labels"]["Pneumonia"]["auroc"], pneumonia["model"]["n"]
     hits = round(pneumonia["model"]["pointing_hit"] * boxes)
@@ -181,7 +193,7 @@ def test_each_map_says_how_often_the_labels_maps_hit_radiologists_boxes_and_how_
     resemblance = card["map_resemblance"]["per_label"]
     assert f"average Pneumonia map {resemblance['Pneumonia']:.2f} (1 = the same map on every film)" in line
     unboxed = next(label for label in PATHOLOGIES if label not in card["alignment"]["per_finding"])
-    at.selectbox(key="pathology").set_value(unboxed).run()
+    _show(at, unboxed)
     line = next(caption.value for caption in at.caption if caption.value.startswith("NIH test films"))
     assert "No radiologist boxes for this finding" in line
     assert f"average {display_name(unboxed)} map {resemblance[unboxed]:.2f}" in line
@@ -192,34 +204,34 @@ def test_toggling_pathology_and_overlays_never_repeats_the_forward_pass(forward_
     at = _opened_sample()
     _, overlay = _overlay(at)
     other = _findings(at)[5]["label"]
-    at.selectbox(key="pathology").set_value(other).run()
-    _assert_fine(at)
+    assert _image_pair(at)["original"] and _image_pair(at)["codes"]  # the radiograph's pictures, with the result
+    _show(at, other)
     title, changed = _overlay(at)
     assert title.startswith(display_name(other)) and changed != overlay
+    assert _image_pair(at)["original"] is None and _image_pair(at)["codes"] is None  # the pane has them already
     assert _component(at, "pathology_table")["shown"] == other  # the table marks the row of the map shown
-    for layers in (["Attention outline"], ["Gradient saliency", "Attention outline"], []):
-        at.pills(key="layers").set_value(layers).run()
-        _assert_fine(at)
+    summary = next(element.value for element in at.markdown if element.value.startswith("Pathology shown: "))
+    assert summary.startswith(f"Pathology shown: **{display_name(other)}**")
+    for layers in (["outline"], ["saliency", "outline"], []):
+        _show(at, layers=layers)
         assert _overlay(at)[1] != changed
         changed = _overlay(at)[1]
     assert _overlay(at)[0].endswith("no overlay")
-    at.pills(key="layers").set_value(["Grad-CAM++ heatmap"]).run()
-    at.slider(key="opacity").set_value(0.8).run()
+    _show(at, layers=["heatmap"], opacity=0.8, threshold=0.3)
     at.selectbox(key="colormap").set_value("viridis").run()
-    at.slider(key="threshold").set_value(0.3).run()
     _assert_fine(at)
-    assert at.selectbox(key="pathology").value == other  # the choice survives every control
+    assert _overlay(at)[1] | {"colormap": "viridis", "opacity": 0.8, "threshold": 0.3} == _overlay(at)[1]
+    assert at.session_state["pathology"] == other  # the choice survives every control
     assert len(forward_passes) == 1
 
 
 def test_saliency_is_computed_on_demand_and_cached(forward_passes, saliency_calls):
     at = _opened_sample()
     assert saliency_calls == []
-    at.pills(key="layers").set_value(["Gradient saliency"]).run()
-    _assert_fine(at)
-    assert saliency_calls == [at.selectbox(key="pathology").value]
-    at.slider(key="opacity").set_value(0.3).run()
-    at.pills(key="layers").set_value(["Gradient saliency", "Attention outline"]).run()
+    _show(at, layers=["saliency"])
+    assert saliency_calls == [at.session_state["pathology"]]
+    _show(at, layers=["saliency"], opacity=0.3)
+    _show(at, layers=["saliency", "outline"])
     assert len(saliency_calls) == 1 and len(forward_passes) == 1
 
 
@@ -293,7 +305,7 @@ def test_a_colour_dicom_has_no_window_controls(dicom_file):
 
 def test_overlay_and_result_can_be_downloaded():
     at = _opened_sample()
-    assert {button.label for button in at.download_button} == {"Overlay (PNG)", "Result (JSON)"}
+    assert {"Overlay (PNG)", "Result (JSON)"} <= {button.label for button in at.download_button}  # and the panels' own
 
 
 def _withheld(at: AppTest) -> bool:
@@ -333,7 +345,7 @@ def test_the_operating_point_switch_changes_the_flags_and_says_what_the_point_me
     if card.operating_points is None:
         pytest.skip("this checkpoint's card has no operating points")
     shown = next(label for label in PATHOLOGIES if card.operating_point(label, "high_sensitivity"))
-    at.selectbox(key="pathology").set_value(shown).run()
+    _show(at, shown)
     summaries = set()
     for point, name in (("high_specificity", "high specificity"), ("high_sensitivity", "high sensitivity")):
         at.radio(key="operating_point").set_value(point).run()

@@ -25,6 +25,7 @@ from browser_support import (
     overlay_source,
     running_viewer,
     toggle_layer,
+    wait_for_server,
     wait_until_idle,
 )
 from xai_core.labels import display_name
@@ -53,8 +54,31 @@ def _problems(page) -> list[str]:
 
 
 def _shown(page) -> str:
-    """The pathology in the 'Pathology shown' picker."""
-    return page.get_by_role("combobox", name="Pathology shown").input_value()
+    """The pathology on the image pane's map picker (its one control for it)."""
+    return page.locator("select[data-map='label'] option:checked").text_content()
+
+
+def _summary(page) -> str:
+    """The line under the table that says which pathology is shown and what its flag means."""
+    return page.get_by_text("Pathology shown:").inner_text()
+
+
+def _summary_follows(page, name: str) -> None:
+    """Wait for the server's rerun to bring the summary (and the panels beside it) to `name`."""
+    wait_for_server(page)
+    playwright_api.expect(page.get_by_text("Pathology shown:")).to_have_text(
+        re.compile(rf"^Pathology shown: {re.escape(name)} ·"), timeout=60_000)
+    wait_until_idle(page)
+
+
+def _settings_recorded(page, **expected) -> dict:
+    """The JSON record's settings once they hold `expected` (the last of several switches may still be on its way)."""
+    for _ in range(30):
+        settings = json.loads(_download(page, "Result (JSON)"))["settings"]
+        if all(settings[key] == value for key, value in expected.items()):
+            break
+        page.wait_for_timeout(1000)
+    return settings
 
 
 OVERLAY_TITLE = ".cxr-pair [data-pane='overlay'] figcaption"
@@ -79,6 +103,11 @@ def test_sample_shows_14_probabilities_and_the_overlay(page):
     assert page.get_by_text(f"Model {version}").is_visible()
     assert page.locator(PANE_IMAGES).count() == 2  # original and overlay
     assert _overlay_title(page) == f"{_shown(page)} · Grad-CAM++"
+    assert _summary(page).startswith(f"Pathology shown: {_shown(page)} ·")
+    assert _marked(page) == [_shown(page)]
+    assert page.locator("[data-testid='stSlider']").count() == 0  # opacity and threshold: the pane's only
+    assert page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology").count() == 0
+    assert page.locator("[data-testid='stButtonGroup']").count() == 0  # no layer pills beside the pane's boxes
     assert _problems(page) == []
 
 
@@ -116,18 +145,34 @@ def test_the_table_is_used_from_the_keyboard(page):
     assert _overlay_title(page).startswith(following)
 
 
-def test_the_table_marks_the_pathology_picked_below_it(page):
-    shown = _shown(page)
+# In the page, in one task (no server reply can arrive meanwhile): pick a pathology on the pane's map picker and say
+# what the overlay pane and the table show right after, and how many messages went to the server.
+PICK_IN_PANE = """(label) => {
+    const picker = document.querySelector("select[data-map='label']");
+    const sent = window.__messagesToServer;
+    picker.value = label;
+    picker.dispatchEvent(new Event('change'));
+    const marked = [...document.querySelectorAll(".cxr-findings tr[aria-selected='true']")]
+        .map((row) => row.dataset.label);
+    return [document.querySelector("[data-pane='overlay']").dataset.drawn, marked, window.__messagesToServer - sent];
+}"""
+
+
+def test_a_pathology_picked_in_the_pane_is_marked_in_the_table_at_once_and_the_panels_follow(page):
+    shown, label = _shown(page), page.locator("select[data-map='label']").input_value()
     assert _marked(page) == [shown]
-    other = "Edema" if shown != "Edema" else "Hernia"
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
-    page.get_by_role("option", name=other).click()
-    wait_until_idle(page)
-    assert _marked(page) == [other]
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Pathology shown").click()
-    page.get_by_role("option", name=shown).click()
-    wait_until_idle(page)
-    assert _marked(page) == [shown]
+    other = "Edema" if label != "Edema" else "Hernia"
+    before = messages_to_server(page)
+    drawn, marked, sent = page.evaluate(PICK_IN_PANE, other)
+    assert json.loads(drawn)[1] == other and marked == [other] and sent == 0  # drawn and marked before telling
+    _summary_follows(page, display_name(other))  # the server was told: its rerun brings the panels
+    assert messages_to_server(page) > before
+    assert page.get_by_text(f"Raw attention strength for {display_name(other)}").is_visible()
+    record = json.loads(_download(page, "Result (JSON)"))
+    assert record["settings"]["pathology_shown"] == other  # what the downloads and the panels act on
+    page.locator(f"{FINDING_ROWS}[data-label='{label}']").click()  # and back, from the table
+    _summary_follows(page, shown)
+    assert _shown(page) == shown and _marked(page) == [shown]
 
 
 def test_hovering_the_overlay_gives_the_attention_there(page):
@@ -159,22 +204,22 @@ def test_zoom_and_pan_are_linked_and_survive_a_new_map(page):
     original = page.locator(PANE_IMAGES).first.evaluate("stack => stack.style.transform")
     assert original == placement  # both panes show the same part of the image
     before = overlay_source(page)
-    toggle_layer(page, "Attention outline")
+    toggle_layer(page, "outline")
     assert overlay_source(page) != before
     assert _zoom(page) == (zoom, placement)  # the reader stays where they were
     page.get_by_role("button", name="Reset view").click()
     assert _zoom(page)[0] == "1.000"
-    toggle_layer(page, "Attention outline")
+    toggle_layer(page, "outline")
 
 
 def test_switching_overlay_modes(page):
     legend = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="high (")
     assert legend.count() == 1  # the heatmap's high / medium / low attention legend
-    toggle_layer(page, "Attention outline")
-    toggle_layer(page, "Gradient saliency")
+    toggle_layer(page, "outline")
+    toggle_layer(page, "saliency")
     # The saliency picture arrives after the rerun that turned its layer on: wait for the pane to draw it.
     playwright_api.expect(page.locator(OVERLAY_TITLE)).to_have_text(re.compile(r"Grad-CAM\+\+ \+ saliency \+ outline$"), timeout=60_000)
-    toggle_layer(page, "Grad-CAM++ heatmap")
+    toggle_layer(page, "heatmap")
     playwright_api.expect(page.locator(OVERLAY_TITLE)).to_have_text(re.compile(r"· saliency \+ outline$"), timeout=60_000)
     assert page.locator("[data-testid='stMarkdownContainer']").filter(has_text="high (").count() == 0
     assert page.get_by_text("gradient saliency", exact=False).first.is_visible()
@@ -283,34 +328,59 @@ def test_the_window_and_its_reset_survive_a_rerun(page):
     page.select_option(WINDOW_PRESET, "Lung")
     lung = page.locator(".cxr-pair").get_attribute("data-window")
     sent = messages_to_server(page)
-    toggle_layer(page, "Attention outline")
+    toggle_layer(page, "outline")
     assert messages_to_server(page) > sent  # that was a rerun
     assert page.locator(WINDOW_PRESET).input_value() == "Lung"
     assert page.locator(".cxr-pair").get_attribute("data-window") == lung
     page.get_by_role("button", name="File's window").click()
-    toggle_layer(page, "Attention outline")
+    toggle_layer(page, "outline")
     assert page.locator(WINDOW_PRESET).input_value() == "File's window"
     assert page.locator(".cxr-pair").get_attribute("data-window") == "file"
 
 
-def test_the_image_pane_switches_pathology_layers_opacity_and_threshold_without_a_rerun(page):
+def test_the_image_pane_draws_each_switch_at_once_and_the_server_acts_on_it_without_redrawing_it(page):
     open_sample(page)
     wait_until_idle(page)
-    for layer, on in (("heatmap", True), ("outline", False)):
+    for layer, on in (("heatmap", True), ("saliency", False), ("outline", False)):
         page.locator(f"[data-map='{layer}']").set_checked(on)
-    before, sent = _result_shown(page), messages_to_server(page)
+        wait_for_server(page)
+    before = _result_shown(page)
     label_picker = page.locator("select[data-map='label']")
     other = label_picker.locator("option").nth(3)
     label, name = other.get_attribute("value"), other.text_content()
     label_picker.select_option(label)
-    assert _overlay_title(page).startswith(f"{name} · Grad-CAM++")
+    assert _overlay_title(page).startswith(f"{name} · Grad-CAM++")  # drawn in the browser, no reply awaited
     switched = _result_shown(page)
     assert json.loads(switched[2])[1] == label and switched[1] != before[1]  # another map drawn
+    drawn_at = page.locator(OVERLAY_PANE).get_attribute("data-drawn-at")
+    _summary_follows(page, name)
+    assert page.locator(OVERLAY_PANE).get_attribute("data-drawn-at") == drawn_at  # the server's answer: no repaint
     page.locator("[data-map='outline']").check()
     page.locator("input[data-map='threshold']").fill("0.3")
     page.locator("input[data-map='opacity']").fill("0.8")
     drawn = json.loads(overlay_source(page))
     assert drawn[1] == label and drawn[3:5] == [0.8, 0.3] and {"heatmap", "outline"} <= set(drawn[2])
     assert _overlay_title(page).startswith(f"{name} · Grad-CAM++") and "outline" in _overlay_title(page)
-    assert messages_to_server(page) == sent  # no rerun
-    assert switched[0] == before[0]  # the findings are the model's, unchanged
+    settings = _settings_recorded(page, opacity=0.8, outline_threshold=0.3)  # what the server now acts on
+    assert settings["pathology_shown"] == label and settings["opacity"] == 0.8 and settings["outline_threshold"] == 0.3
+    assert settings["layers"] == ["Grad-CAM++ heatmap", "Attention outline"]
+    assert _summary(page).startswith(f"Pathology shown: {name} ·") and _marked(page) == [name]
+    assert _result_shown(page)[0] == before[0]  # the findings are the model's, unchanged
+
+
+def test_maps_revealed_on_a_non_chest_image_show_the_film_in_a_pane_drawn_anew(page, dicom_file):
+    """The pane moves out of the greyed-out container (a new pane): it has no pictures, asks for them, and draws."""
+    path = dicom_file("RG3_UNCI.dcm")  # a radiograph of a tibia: the strong warning
+    _open_upload(page, path)
+    assert page.locator(".st-key-maps_withheld .cxr-pair").count() == 1
+    page.evaluate("() => { document.querySelector('.cxr-pair').dataset.before = 'reveal'; }")
+    page.get_by_text("Show the predictions and maps anyway").click()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    page.wait_for_function(f"""() => !document.querySelector('.st-key-maps_withheld')
+        && (document.querySelector("{OVERLAY_PANE}")?.dataset.drawn || '').includes('{digest}')
+        && !document.querySelector('.cxr-pair.cxr-loading')""", timeout=180_000)
+    wait_until_idle(page)
+    film = _canvas(page, RADIOGRAPH)
+    assert film[..., 3].min() == 255 and film[..., 0].std() > 10  # the film itself, not an empty canvas
+    assert page.locator(".cxr-pair[data-before]").count() == 0  # a pane drawn anew, which had to ask
+    assert [problem for problem in _problems(page) if "does not look like a frontal chest" not in problem] == []

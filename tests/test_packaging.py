@@ -1,17 +1,24 @@
-"""Deployment files: the Dockerfile lints clean and runs as non-root; the Streamlit config keeps its safeguards;
-the requirements are pinned; CI runs exactly the README's test command."""
+"""Deployment files: the Dockerfile lints clean and runs as non-root; its health check fails until the real server
+has loaded the model; the Streamlit config keeps its safeguards; the requirements are pinned; CI runs exactly the
+README's test command."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from browser_support import running_viewer
+from xai_core.card import read_card
 from xai_core.imaging import MAX_UPLOAD_BYTES
+from xai_core.model import DEFAULT_CARD
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +37,63 @@ def test_dockerfile_runs_the_viewer_as_non_root_on_8501_with_a_healthcheck():
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1] not in {"root", "0"}
     assert re.search(r"^EXPOSE 8501$", text, re.M)
-    assert "HEALTHCHECK" in text and "/_stcore/health" in text
-    assert "app/main.py" in text and "weights/" in text
+    assert "/api/ready" in _healthcheck()[-1]  # the model's readiness, not Streamlit's /_stcore/health
+    assert re.search(r'^CMD \["streamlit", "run", "app/server.py"', text, re.M) and "weights/" in text
+
+
+def _healthcheck(port: int = 8501) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, pointed at `port`."""
+    match = re.search(r"^HEALTHCHECK .*?\\\n\s+CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert match, "the Dockerfile needs a HEALTHCHECK ... CMD [...] on its next line"
+    return [part.replace(":8501/", f":{port}/") for part in json.loads(match.group(1))]
+
+
+def _health(url: str) -> int:
+    """The exit status of the Dockerfile's own health check against the server at url."""
+    return subprocess.run(_healthcheck(int(url.rsplit(":", 1)[1])), capture_output=True, timeout=30).returncode
+
+
+def _streamlit_up(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+        return response.status == 200
+
+
+def _readiness(url: str) -> dict:
+    try:
+        with urllib.request.urlopen(f"{url}/api/ready", timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        assert error.code == 503
+        return json.load(error)
+
+
+def test_the_health_check_fails_while_the_model_loads_and_passes_once_it_is_loaded_before_any_page_visit():
+    """The real server (app/server.py, as the Dockerfile runs it), no browser: Streamlit is up first, the model
+    loads at start (about 2.5 s on two busy cores), and only then does the Dockerfile's health check pass."""
+    card = read_card(DEFAULT_CARD)
+    with running_viewer(ready_path="/_stcore/health") as (url, process):
+        assert _streamlit_up(url)
+        assert _health(url) != 0 and _readiness(url) == {"ready": False, "status": "loading the model"}
+        for _ in range(600):
+            if _health(url) == 0:
+                break
+        assert _health(url) == 0
+        assert _readiness(url) == {"ready": True, "status": "ready", "model": card.model_version, "device": "cpu"}
+        process.terminate()
+        log = process.communicate(timeout=30)[0]
+    assert f"model {card.model_version} loaded on cpu" in log  # loaded with no session: nobody opened the page
+
+
+def test_the_health_check_keeps_failing_with_the_reason_when_the_model_cannot_be_loaded(tmp_path):
+    card = tmp_path / "resnet50_cxr14.json"
+    card.write_text(DEFAULT_CARD.read_text())  # its weights file is not beside it
+    with running_viewer(env={"XAI_MODEL_CARD": str(card)}, ready_path="/_stcore/health") as (url, _process):
+        for _ in range(600):
+            state = _readiness(url)
+            if state["status"] != "loading the model":
+                break
+        assert _streamlit_up(url) and _health(url) != 0
+        assert state["ready"] is False and state["status"].startswith("the model could not be loaded: The weights file")
 
 
 def test_streamlit_config_keeps_xsrf_and_the_upload_limit():
