@@ -19,7 +19,7 @@ import streamlit as st
 
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
-from xai_core.explain import Explanation
+from xai_core.explanation import Explanation
 from xai_core.imaging import XRay
 from xai_core.labels import display_name
 from xai_core.model import XRayModel

@@ -26,7 +26,7 @@ from app.feedback_panel import feedback_panel  # noqa: E402
 from app.method_picker import method_comparison  # noqa: E402
 from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
-from xai_core.explain import Explanation, explain, saliency  # noqa: E402
+from xai_core.explanation import Explanation, explain, saliency  # noqa: E402
 from xai_core.display_window import DisplayValues, display_values  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from xai_core.explain import Explanation
+from xai_core.explanation import Explanation
 from xai_core.figures import figure_caption, figure_png, method_figure
 from xai_core.imaging import XRay
 from xai_core.labels import display_name

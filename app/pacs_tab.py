@@ -16,7 +16,7 @@ import streamlit as st
 from xai_core.dicom_out import BurnedOverlay, dicom_results
 from xai_core.dicom_source import RESEARCH_ONLY, source_header
 from xai_core.errors import XRayError
-from xai_core.explain import Explanation
+from xai_core.explanation import Explanation
 from xai_core.imaging import XRay
 from xai_core.labels import display_name
 from xai_core.model import XRayModel

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xai_core.errors import XRayError  # noqa: E402
-from xai_core.explain import Explanation, explain, saliency  # noqa: E402
+from xai_core.explanation import Explanation, explain, saliency  # noqa: E402
 from xai_core.imaging import XRay, read_xray  # noqa: E402
 from xai_core.model import XRayModel, default_card, load_model  # noqa: E402
 

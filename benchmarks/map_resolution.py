@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from xai_core.alignment import Box, pointing_game  # noqa: E402
 from xai_core.data import read_boxes  # noqa: E402
-from xai_core.explain import captured_output, grad_cam_plus_plus_weights, normalized_cam  # noqa: E402
+from xai_core.explanation import captured_output, grad_cam_plus_plus_weights, normalized_cam  # noqa: E402
 from xai_core.imaging import read_xray  # noqa: E402
 from xai_core.model import load_model  # noqa: E402
 from xai_core.preprocessing import InputSpec  # noqa: E402

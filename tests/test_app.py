@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import io
 import json
 from pathlib import Path
@@ -20,14 +19,14 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from xai_core.labels import PATHOLOGIES, display_name
-from xai_core.card import read_card
+from xai_core import explanation as explanation_module
 from xai_core import serving
+from xai_core.card import read_card
+from xai_core.labels import PATHOLOGIES, display_name
 from xai_core.model import DEFAULT_CARD, default_card
 
-explain_module = importlib.import_module("xai_core.explain")  # the package exports a function of the same name
-
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
 
 @pytest.fixture
 def forward_passes(monkeypatch) -> list[str]:
@@ -35,13 +34,13 @@ def forward_passes(monkeypatch) -> list[str]:
     serving.shared_model()  # loaded and warmed up on the sample before counting (xai_core.serving)
     st.cache_data.clear()
     calls: list[str] = []
-    original = explain_module.explain
+    original = explanation_module.explain
 
     def counting(model, xray):
         calls.append(xray.sha256)
         return original(model, xray)
 
-    monkeypatch.setattr(explain_module, "explain", counting)
+    monkeypatch.setattr(explanation_module, "explain", counting)
     return calls
 
 
@@ -49,13 +48,13 @@ def forward_passes(monkeypatch) -> list[str]:
 def saliency_calls(monkeypatch) -> list[str]:
     """The label of every gradient saliency map the page computes."""
     calls: list[str] = []
-    original = explain_module.saliency
+    original = explanation_module.saliency
 
     def counting(model, xray, label, **options):
         calls.append(label)
         return original(model, xray, label, **options)
 
-    monkeypatch.setattr(explain_module, "saliency", counting)
+    monkeypatch.setattr(explanation_module, "saliency", counting)
     return calls
 
 
@@ -253,7 +252,7 @@ def test_an_unexpected_failure_shows_a_generic_message_only(monkeypatch):
     def failing(model, xray):
         raise RuntimeError("PatientName=Doe^Jane at /secret/path")
 
-    monkeypatch.setattr(explain_module, "explain", failing)
+    monkeypatch.setattr(explanation_module, "explain", failing)
     at = _press(_page(), "Open sample")
     assert not at.exception
     (message,) = [error.value for error in at.error]

@@ -17,7 +17,7 @@ from orthanc_server import require_tool
 
 from xai_core import dicom_out, dicom_source, dicom_sr
 from xai_core.errors import XRayError
-from xai_core.explain import explain, saliency
+from xai_core.explanation import explain, saliency
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.overlay import outline_polygons, render_overlay, saliency_for_display

@@ -9,7 +9,7 @@ from pytorch_grad_cam import GradCAMPlusPlus
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from xai_core.explain import _autograd_cams, _closed_form_cams, explain, saliency
+from xai_core.explanation import _autograd_cams, _closed_form_cams, explain, saliency
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 

@@ -24,7 +24,7 @@ from torch import nn
 from xai_core.__main__ import build_parser, main
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
-from xai_core.explain import explain
+from xai_core.explanation import explain
 from xai_core.faithfulness import faithfulness, sanity_check
 from xai_core.figures import GAP, figure_caption, figure_png, method_figure
 from xai_core.imaging import read_xray

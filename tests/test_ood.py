@@ -13,7 +13,7 @@ import pytest
 from xai_core.card import card_from_json, out_of_distribution_json, read_card
 from xai_core.data import read_images
 from xai_core.errors import XRayError
-from xai_core.explain import explain
+from xai_core.explanation import explain
 from xai_core.imaging import read_xray
 from xai_core.model import default_card, load_model
 from xai_core.non_chest import non_chest_images

@@ -15,7 +15,7 @@ from xai_core.__main__ import main
 from xai_core.card import read_card, read_card_json, update_card
 from xai_core.data import read_nih
 from xai_core.errors import XRayError
-from xai_core.explain import explain
+from xai_core.explanation import explain
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.model import default_card

@@ -23,7 +23,7 @@ from orthanc_server import orthanc_missing, require_tool, running_orthanc
 from xai_core import dicom_out, dicom_source, dicom_sr
 from xai_core.__main__ import main
 from xai_core.errors import XRayError
-from xai_core.explain import explain
+from xai_core.explanation import explain
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.overlay import outline_polygons

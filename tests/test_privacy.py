@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from xai_core.explain import explain
+from xai_core.explanation import explain
 from xai_core.imaging import read_xray
 from xai_core.overlay import render_overlay, to_png_bytes
 from xai_core.report import explanation_record

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from xai_core.explain import captured_output, explain, pooled_linear_cams
+from xai_core.explanation import captured_output, explain, pooled_linear_cams
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.training.attention import (

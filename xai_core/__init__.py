@@ -11,7 +11,7 @@ Research and education use only; not for diagnosis.
 """
 
 from .errors import XRayError
-from .explain import Explanation, explain, saliency
+from .explanation import Explanation, explain, saliency
 from .imaging import XRay, read_xray
 from .labels import PATHOLOGIES
 from .model import XRayModel, load_model

@@ -14,7 +14,7 @@ from .labels import PATHOLOGIES, require_label
 from .model import default_card
 
 if TYPE_CHECKING:
-    from .explain import Explanation
+    from .explanation import Explanation
     from .imaging import XRay
     from .model import XRayModel
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def _explain(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .explain import explain, saliency
+    from .explanation import explain, saliency
     from .imaging import read_xray
     from .model import load_model
     from .ood import Level
@@ -77,7 +77,7 @@ def _dicom_results_out(
     the --flag-at operating point: to --dicom-out, --stow."""
     from .dicom_out import SALIENCY, BurnedOverlay, dicom_results, write_results
     from .dicom_source import source_header
-    from .explain import saliency
+    from .explanation import saliency
     from .pacs import Pacs, PacsSettings
 
     label = max(labels, key=explanation.probability)

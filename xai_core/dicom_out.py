@@ -35,7 +35,7 @@ from .dicom_source import (
 )
 from .dicom_sr import structured_report
 from .errors import XRayError
-from .explain import Explanation
+from .explanation import Explanation
 from .imaging import XRay
 from .labels import PATHOLOGIES, display_name, require_label
 from .model import XRayModel

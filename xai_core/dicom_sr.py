@@ -20,7 +20,7 @@ from pydicom.sr.coding import Code
 
 from .dicom_source import MANUFACTURER, RESEARCH_ONLY, copy_patient_and_study, quiet_about_names
 from .errors import XRayError
-from .explain import Explanation
+from .explanation import Explanation
 from .labels import PATHOLOGIES, display_name, require_label
 from .model import XRayModel
 from .operating_points import HIGH_SENSITIVITY, HIGH_SPECIFICITY, POINT_NAMES

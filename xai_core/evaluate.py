@@ -27,7 +27,7 @@ from .alignment import align, random_control, summarise
 from .card import read_card, update_card
 from .data import read_boxes, read_label_csv
 from .errors import XRayError
-from .explain import explain, normalized_cam
+from .explanation import explain, normalized_cam
 from .imaging import read_xray
 from .labels import PATHOLOGIES, SCORED_WITH
 from .model import load_model

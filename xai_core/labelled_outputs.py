@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .data import Case
 from .errors import XRayError
-from .explain import explain
+from .explanation import explain
 from .imaging import read_xray
 from .model import XRayModel
 

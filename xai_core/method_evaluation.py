@@ -21,7 +21,7 @@ from .alignment import align, random_control
 from .data import Finding, read_boxes
 from .errors import XRayError
 from .evaluate import alignment_figures
-from .explain import normalized_cam
+from .explanation import normalized_cam
 from .faithfulness import Faithfulness, SanityCheck, faithfulness, sanity_check
 from .imaging import XRay, read_xray
 from .labels import SCORED_WITH

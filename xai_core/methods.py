@@ -11,7 +11,7 @@ A = layer4's activations K x h x w, W = the head's weights):
     CAM (Zhou et al. 2016)        cam_c      = sum_k W[c, k] A_k                  (signed)
     Grad-CAM (Selvaraju 2017)     dy_c/dA_k  = W[c, k] / (h w) at every position, so the mean
                                   gradient is W[c, k] / (h w) and grad_cam_c = relu(cam_c) / (h w)
-    Grad-CAM++                    explain.py's closed form, unchanged
+    Grad-CAM++                    explanation.py's closed form, unchanged
 
 Everything else is the library's: Captum's Integrated Gradients, Gradient SHAP,
 feature ablation (occlusion) and Kernel SHAP on SLIC superpixels (scikit-image),
@@ -40,7 +40,7 @@ from skimage.segmentation import slic
 from torch import nn
 
 from .errors import XRayError
-from .explain import captured_output, explain, has_pooled_linear_head, normalized_cam, saliency
+from .explanation import captured_output, explain, has_pooled_linear_head, normalized_cam, saliency
 from .imaging import XRay
 from .labels import require_label
 from .model import XRayModel
@@ -361,7 +361,7 @@ def kernel_shap(
 
 
 def resize_maps(maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """(L, h, w) -> (L, H, W), bilinear with half-pixel centres (as explain.py resizes), antialiased when shrinking."""
+    """(L, h, w) -> (L, H, W), bilinear with half-pixel centres (as explanation.py resizes), antialiased when shrinking."""
     if tuple(maps.shape[-2:]) == tuple(shape):
         return maps
     shrinking = shape[0] < maps.shape[-2] or shape[1] < maps.shape[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .card import ModelCard
-from .explain import Explanation
+from .explanation import Explanation
 from .imaging import XRay
 from .model import XRayModel
 from .operating_points import POINT_NAMES, flagged, verdict_words

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from .errors import XRayError
-from .explain import explain
+from .explanation import explain
 from .imaging import read_xray
 from .model import XRayModel, load_model
 from .samples import sample_images

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..card import ModelCard
-from ..explain import captured_output, pooled_linear_cams
+from ..explanation import captured_output, pooled_linear_cams
 from ..labels import PATHOLOGIES
 from ..model import _unwrap, build_network, choose_device, load_model, save_checkpoint
 from ..preprocessing import InputSpec

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..alignment import Box, pointing_game
-from ..explain import captured_output, normalized_cam, pooled_linear_cams
+from ..explanation import captured_output, normalized_cam, pooled_linear_cams
 from ..labels import PATHOLOGIES, SCORED_WITH
 from ..preprocessing import InputSpec
 from ..stats import auroc, choose_threshold
