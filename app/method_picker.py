@@ -75,7 +75,7 @@ def _method_pane(model: XRayModel, xray: XRay, explanation: Explanation, label: 
     st.image(render_overlay(grey, heatmap=heatmap, opacity=settings["opacity"], colormap=settings["colormap"]),
              caption=f"{chosen.title} · {display_name(label)}", width="stretch")
     scale = "magnitude (for and against), min-max scaled" if chosen.magnitude else "min-max scaled"
-    st.caption(f"{chosen.title} ({chosen.reference}): {cost}; {scale}.")
+    st.caption(f"{chosen.cited_title}: {cost}; {scale}.")
     return heatmap
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ def free_port() -> int:
 
 
 SERVER = ROOT / "app" / "server.py"  # the page, with the model loaded as the server starts and /api/ready
+LOG_TAIL = 4000  # characters of the server's log shown when it did not start
 READY = "/api/ready"  # 200 once the model is loaded (app/server.py); Streamlit's /_stcore/health is up before it
 
 
@@ -32,13 +34,18 @@ def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120, sc
                    ready_path: str | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """(url, process) of `streamlit run app/server.py` (or another script) on a free loopback port, once
     ready_path answers 200 (by default /api/ready for app/server.py: the model is loaded; /_stcore/health for
-    another script); stopped on exit."""
+    another script); stopped on exit. The server's output and errors go to a log file, never to a pipe nobody
+    reads (a chatty server would block once the pipe is full): process.stdout reads that log from its start,
+    also after exit; its tail is in the error when the viewer does not start."""
     ready_path = ready_path or (READY if script == SERVER else "/_stcore/health")
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    with tempfile.NamedTemporaryFile("w", prefix="viewer_", suffix=".log", delete=False) as log:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    process.stdout = open(log.name, encoding="utf-8", errors="replace")  # noqa: SIM115 - the caller reads it, also after exit
+    os.unlink(log.name)  # the server and the reader keep it open: nothing is left on disk
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -50,7 +57,8 @@ def running_viewer(env: dict[str, str] | None = None, timeout_s: float = 120, sc
             except OSError:  # not listening yet, or 503 while the model loads
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
-                    raise RuntimeError(f"the viewer did not start: {process.stdout.read() if process.stdout else ''}")
+                    process.wait()
+                    raise RuntimeError(f"the viewer did not start; the end of its log:\n{process.stdout.read()[-LOG_TAIL:]}")
                 time.sleep(0.1)
         yield url, process
     finally:

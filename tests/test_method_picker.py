@@ -73,7 +73,7 @@ def test_method_expensive_run_shows_progress_can_be_stopped_and_is_kept_per_imag
     at.selectbox(key="method_right").set_value("occlusion").run()
     _button(at, "Run Occlusion").click().run()
     job = at.session_state["method_job"]
-    _rerun_until(at, lambda: "Occlusion (superpixels) (Zeiler & Fergus 2014): " in _page_text(at))
+    _rerun_until(at, lambda: "Occlusion (superpixels; Zeiler & Fergus 2014): " in _page_text(at))
     assert job.state is JobState.DONE
     assert f"{job.planned} images through the network" in _page_text(at)
     assert "**Grad-CAM++ and Occlusion (superpixels), " in _page_text(at)
@@ -82,4 +82,4 @@ def test_method_expensive_run_shows_progress_can_be_stopped_and_is_kept_per_imag
     at.selectbox(key="method_right").set_value("occlusion").run()
     assert at.session_state["method_job"] is job  # kept for this image and pathology: not run again
     assert not [button for button in at.button if button.label.startswith("Run Occlusion")]
-    assert "Occlusion (superpixels) (Zeiler & Fergus 2014): " in _page_text(at)
+    assert "Occlusion (superpixels; Zeiler & Fergus 2014): " in _page_text(at)

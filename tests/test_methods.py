@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from captum.attr import GuidedGradCam
 from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -24,7 +26,7 @@ from torch import nn
 from xai_core.__main__ import build_parser, main
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
-from xai_core.explanation import explain
+from xai_core.explanation import explain, saliency
 from xai_core.faithfulness import faithfulness, sanity_check
 from xai_core.figures import GAP, figure_caption, figure_png, method_figure
 from xai_core.imaging import read_xray
@@ -39,6 +41,7 @@ from xai_core.methods import (
     GreyInputNetwork,
     attribute,
     class_activation_maps,
+    counted_forward_passes,
     grad_cam,
     grey_input,
     integrated_gradients,
@@ -392,3 +395,51 @@ def test_method_figure_shows_the_radiograph_the_maps_and_a_research_only_caption
     assert stored.text["Description"] == caption
     assert stored.text["Disclaimer"] == "Research use only - not for diagnosis"
     np.testing.assert_array_equal(np.asarray(stored.convert("RGB")), figure)
+
+
+def test_method_cited_titles_name_each_reference_in_one_pair_of_brackets():
+    for method in METHODS.values():
+        cited = method.cited_title
+        assert cited.count("(") == cited.count(")") == 1 and method.reference in cited, cited
+    assert METHODS["occlusion"].cited_title == "Occlusion (superpixels; Zeiler & Fergus 2014)"
+    assert METHODS["grad_cam"].cited_title == "Grad-CAM (Selvaraju et al. 2017)"
+
+
+def _hooked_modules(network: nn.Module) -> list[str]:
+    tables = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return [name for name, module in network.named_modules() if any(getattr(module, table) for table in tables)]
+
+
+def test_guided_grad_cam_method_leaves_the_shared_network_and_other_sessions_saliency_unchanged(model, chest):
+    """The viewer's sessions share one network: while guided Grad-CAM (which hooks every ReLU) runs for one
+    session, another session's gradient saliency on that network is bit for bit what it is alone."""
+    state = {name: tensor.clone() for name, tensor in model.network.state_dict().items()}
+    alone = saliency(model, chest, "Effusion")
+
+    def meanwhile(during: list) -> Callable[[int], None]:
+        def probe(done: int) -> None:  # before guided Grad-CAM's second pass: guided backpropagation's
+            if done == 1:
+                during.append(_hooked_modules(model.network))
+                reader = threading.Thread(target=lambda: during.append(saliency(model, chest, "Effusion")))
+                reader.start()
+                reader.join()
+        return probe
+
+    during: list = []
+    guided = attribute(model, chest, "Effusion", "guided_grad_cam", progress=meanwhile(during))
+    assert guided.forward_passes == 2 and during[0] == []  # the hooks were on a private copy, not the shared network
+    np.testing.assert_array_equal(during[1], alone)
+    assert _hooked_modules(model.network) == []
+    assert all(torch.equal(tensor, state[name]) for name, tensor in model.network.state_dict().items())
+
+    # the control: Captum's guided Grad-CAM run on the shared network itself changes the other session's
+    # saliency while it runs (so the test above can fail), and gives the same map as on the private copy
+    unguarded: list = []
+    grey, index = grey_input(model, chest.pixels), model.labels.index("Effusion")
+    with counted_forward_passes(model.network, meanwhile(unguarded)):
+        shared = GuidedGradCam(GreyInputNetwork(model), model.network.layer4).attribute(
+            grey, target=index, interpolate_mode="bilinear")[0].detach()
+    assert any(name.endswith("relu") for name in unguarded[0])
+    assert not np.allclose(unguarded[1], alone, atol=1e-3)
+    np.testing.assert_allclose(guided.maps, shared.numpy(), rtol=1e-4, atol=1e-6 * float(shared.abs().max()))
+    assert _hooked_modules(model.network) == []

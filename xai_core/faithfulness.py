@@ -17,7 +17,6 @@ All of it runs at the model's input size, the film the network sees.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -30,7 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from .imaging import XRay
 from .labels import require_label
 from .map_agreement import rank_correlation
-from .methods import GreyInputNetwork, attribute, grey_input, method_named, resize_maps
+from .methods import GreyInputNetwork, attribute, grey_input, method_named, private_network, resize_maps
 from .model import XRayModel
 
 CURVE_STEPS = 20
@@ -166,7 +165,7 @@ def sanity_check(
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     size = model.input_spec.size
     original = _comparable(map_of(model, pixels, label), size)
-    network = copy.deepcopy(model.network)
+    network = private_network(model.network)  # randomised step by step; the shared network is never touched
     randomised = replace(model, network=network)
     steps = []
     for number, (block, module) in enumerate(_blocks_from_the_head(network)):

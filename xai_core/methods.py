@@ -17,6 +17,11 @@ Everything else is the library's: Captum's Integrated Gradients, Gradient SHAP,
 feature ablation (occlusion) and Kernel SHAP on SLIC superpixels (scikit-image),
 Guided Grad-CAM; explain.saliency for the gradient and SmoothGrad.
 
+The viewer's sessions share one network, so no method may change it for another: a method
+that hooks the network's modules while it runs (Captum's guided backpropagation on every ReLU,
+its layer hooks for Grad-CAM on other heads) runs on a private copy of it (`private_network`),
+made per call so that it always has the weights the caller's network has now.
+
 Cost is measured, not estimated: the seconds the call took and the number of images
 the network ran forward on (a forward pass hook counts them), so a reader can compare
 methods in multiples of the one forward pass that explain() needs.
@@ -24,12 +29,13 @@ methods in multiples of the one forward pass that explain() needs.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +75,15 @@ class Method:
     one_pass: bool  # every label from the one forward pass explain() makes: switching is instant
     reference: str
     passes_per_label: PassesPerLabel = lambda _model, _pixels, _settings: 1
+    hooks_network: Callable[[nn.Module], bool] = lambda _network: False  # then it runs on a private_network
+
+    @property
+    def cited_title(self) -> str:
+        """'Grad-CAM (Selvaraju et al. 2017)'; a title already ending in brackets takes the reference inside them,
+        'Occlusion (superpixels; Zeiler & Fergus 2014)'."""
+        if self.title.endswith(")"):
+            return f"{self.title[:-1]}; {self.reference})"
+        return f"{self.title} ({self.reference})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +162,8 @@ def attribute(
     indices = tuple(model.labels.index(require_label(name)) for name in names)
     pixels = xray.pixels if isinstance(xray, XRay) else np.asarray(xray, dtype=np.float32)
     start = time.perf_counter()
+    if chosen.hooks_network(model.network):
+        model = replace(model, network=private_network(model.network))
     with counted_forward_passes(model.network, progress) as passes:
         native = chosen.compute(model, pixels, indices, **dict(options or {}))
     return Attribution(
@@ -187,6 +204,22 @@ def method_named(name: str) -> Method:
     if name not in METHODS:
         raise XRayError(f"'{name}' is not an explanation method this viewer offers: {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def private_network(network: nn.Module) -> nn.Module:
+    """A copy of the network with its own weights and buffers and none of its hooks, for a method that hooks modules.
+
+    The hook tables are replaced by empty ones rather than copied: a hook another thread has on the shared
+    network at this moment (its forward-pass counter, explain()'s capture of layer4) does not follow into
+    the copy, and that thread adding or removing one meanwhile cannot disturb the copying.
+    """
+    empty_tables = {
+        id(table): type(table)()
+        for module in network.modules()
+        for name, table in vars(module).items()
+        if "hooks" in name and isinstance(table, dict)
+    }
+    return copy.deepcopy(network, empty_tables)
 
 
 @contextmanager
@@ -308,7 +341,11 @@ def gradient_shap(
 
 
 def guided_grad_cam(model: XRayModel, pixels: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
-    """Guided Grad-CAM (Selvaraju et al. 2017, Captum's): guided backpropagation times layer4's Grad-CAM."""
+    """Guided Grad-CAM (Selvaraju et al. 2017, Captum's): guided backpropagation times layer4's Grad-CAM.
+
+    Captum hooks every ReLU (and layer4) of the network it is given while it runs: `attribute` gives it a
+    private_network, never the one the viewer's sessions share.
+    """
     grey = grey_input(model, pixels)
     explainer = GuidedGradCam(GreyInputNetwork(model), model.network.layer4)
     return torch.cat([explainer.attribute(grey, target=index, interpolate_mode="bilinear")[0] for index in indices])
@@ -374,7 +411,8 @@ METHODS: dict[str, Method] = {
     for method in (
         Method("grad_cam_plus_plus", "Grad-CAM++", grad_cam_plus_plus, magnitude=False, one_pass=True,
                reference="Chattopadhay et al. 2018"),
-        Method("grad_cam", "Grad-CAM", grad_cam, magnitude=False, one_pass=True, reference="Selvaraju et al. 2017"),
+        Method("grad_cam", "Grad-CAM", grad_cam, magnitude=False, one_pass=True, reference="Selvaraju et al. 2017",
+               hooks_network=lambda network: not has_pooled_linear_head(network)),  # Captum's LayerGradCam then
         Method("cam", "CAM", class_activation_maps, magnitude=False, one_pass=True, reference="Zhou et al. 2016"),
         Method("saliency", "Gradient saliency", gradient_saliency, magnitude=False, one_pass=False,
                reference="Simonyan et al. 2014"),
@@ -390,6 +428,7 @@ METHODS: dict[str, Method] = {
         Method("kernel_shap", "Kernel SHAP (superpixels)", kernel_shap, magnitude=True, one_pass=False,
                reference="Lundberg & Lee 2017", passes_per_label=lambda _model, _pixels, settings: settings["samples"]),
         Method("guided_grad_cam", "Guided Grad-CAM", guided_grad_cam, magnitude=True, one_pass=False,
-               reference="Selvaraju et al. 2017", passes_per_label=lambda _model, _pixels, _settings: 2),
+               reference="Selvaraju et al. 2017", passes_per_label=lambda _model, _pixels, _settings: 2,
+               hooks_network=lambda _network: True),  # guided backpropagation hooks every ReLU
     )
 }
