@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from pytorch_grad_cam import GradCAMPlusPlus
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from xai_core.explanation import _autograd_cams, _closed_form_cams, explain, saliency
+from xai_core.explanation import _autograd_cams, _closed_form_cams, captured_output, explain, saliency
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 
@@ -134,3 +136,34 @@ def test_unknown_label_is_refused(model, chest):
 
     with pytest.raises(XRayError):
         explain(model, chest).normalized_map("Broken leg")
+
+
+def test_a_forward_pass_in_another_session_thread_is_not_captured_as_this_ones(model, chest, nih_case):
+    """Sessions share one network: while one explain() holds its layer4 hook, another thread's pass must not be
+    read as its activations, and an explanation made while another thread runs equals the one made alone."""
+    network, spec = model.network, model.input_spec
+    other_inputs = spec.prepare(nih_case.pixels, model.device)
+    with torch.inference_mode(), captured_output(network.layer4) as outputs:
+        worker = threading.Thread(target=lambda: network(other_inputs))
+        worker.start()
+        worker.join()
+        assert outputs == []  # the other thread's pass went through layer4 unrecorded
+        network(spec.prepare(chest.pixels, model.device))
+        assert len(outputs) == 1
+    alone = explain(model, chest)
+    stop = threading.Event()
+
+    def other_session() -> None:
+        while not stop.is_set():
+            with torch.inference_mode():
+                network(other_inputs)
+
+    worker = threading.Thread(target=other_session)
+    worker.start()
+    try:
+        during = [explain(model, chest) for _ in range(3)]
+    finally:
+        stop.set()
+        worker.join()
+    for explanation in during:
+        np.testing.assert_allclose(explanation.raw_cams, alone.raw_cams, rtol=1e-5, atol=1e-6)

@@ -20,6 +20,7 @@ gradients.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,9 +81,19 @@ class Explanation:
 
 @contextmanager
 def captured_output(module: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record a module's forward output while the block is open; the hook is always removed."""
+    """Record a module's forward output, in this thread only, while the block is open; the hook is always removed.
+
+    The viewer's sessions share one network (serving.py): another session's forward pass through the module while
+    the block is open must not be read as this one's.
+    """
     outputs: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _module, _inputs, output: outputs.append(output))
+    owner = threading.get_ident()
+
+    def record(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        if threading.get_ident() == owner:
+            outputs.append(output)
+
+    handle = module.register_forward_hook(record)
     try:
         yield outputs
     finally:
