@@ -34,6 +34,18 @@ DRAWING = ".cxr-draw"
 FILM = ".cxr-draw-film"
 
 
+def _settled_box(page, locator, *, checks: int = 60) -> dict:
+    """The element's box once it has stayed put for half a second (the page may still be laying out)."""
+    last = locator.bounding_box()
+    for _ in range(checks):
+        page.wait_for_timeout(500)
+        now = locator.bounding_box()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the film kept moving: {last}")
+
+
 def test_feedback_box_drawn_with_the_mouse_is_saved_confirmed_and_found_in_the_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
     sample = read_xray(next(iter(sample_images().values())))
@@ -52,7 +64,7 @@ def test_feedback_box_drawn_with_the_mouse_is_saved_confirmed_and_found_in_the_d
         page.wait_for_function(f"() => document.querySelector('{FILM}')?.naturalWidth > 0")
         film = page.locator(FILM)
         film.scroll_into_view_if_needed()
-        frame = film.bounding_box()
+        frame = _settled_box(page, film)  # panels drawn late above the film must not move it mid-drag
 
         # A drag from 20% to 60% of the film's width and 30% to 55% of its height draws one box.
         start = (frame["x"] + 0.2 * frame["width"], frame["y"] + 0.3 * frame["height"])
