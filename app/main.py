@@ -60,6 +60,11 @@ DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
 # The image whose radiograph pictures (about 2.5 MB) this session's pane already holds: a rerun for a switch in the
 # pane sends them no more; the pane asks again when it needs them (_resend_pictures).
 PICTURES_SENT = "pictures_sent"
+# Where the last full run drew the image pane: (image, greyed out or not). A pane drawn anew (after a run without
+# one, or moved in or out of the greyed-out container) gets the pictures with its first data. Asking for them from
+# a pane mounted mid-run starts a fragment rerun while the full run still streams, which Streamlit's page cannot
+# follow ("Bad delta path index": the page goes blank).
+PANE_PLACE = "pane_place"
 SMOOTHGRAD_SAMPLES = 16
 FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 MAPS_WITHHELD = "maps_withheld"  # the container of an image's results while the strong warning greys them out
@@ -441,7 +446,8 @@ def downloads(overlay_png: Callable[[], bytes], record: dict, label: str) -> Non
                            mime="application/json", key="download_json", on_click="ignore", width="stretch")
 
 
-def show_result(model: XRayModel, xray: XRay, settings: dict) -> None:
+def show_result(model: XRayModel, xray: XRay, settings: dict, pane_before: tuple[str, bool] | None) -> None:
+    """The result of a full run; pane_before is where the full run before drew the image pane (None: nowhere)."""
     image_details(xray)
     with st.spinner("Running the model…"):
         explanation = explain_image(xray.sha256, xray)
@@ -452,7 +458,11 @@ def show_result(model: XRayModel, xray: XRay, settings: dict) -> None:
 
     for notice in xray.notices:
         st.info(notice)
-    if out_of_distribution_warning(explanation.ood, xray.sha256):
+    withheld = out_of_distribution_warning(explanation.ood, xray.sha256)
+    if (xray.sha256, withheld) != pane_before:
+        st.session_state.pop(PICTURES_SENT, None)
+    st.session_state[PANE_PLACE] = (xray.sha256, withheld)
+    if withheld:
         with st.container(key=MAPS_WITHHELD):  # greyed out and inert (the page's style) until the reader asks
             result_view(model, xray, explanation, order, settings)
     else:
@@ -555,6 +565,7 @@ def main() -> None:
         st.error(f"The model could not be loaded: {error}")
         return
     header(model)
+    pane_before = st.session_state.pop(PANE_PLACE, None)  # show_result puts it back when this run draws the pane
     showing = image_source()
     pacs_source(_keep_image)  # only when $XAI_DICOMWEB_URL names a PACS
     settings = overlay_settings()
@@ -568,10 +579,12 @@ def main() -> None:
             xray = read_image(digest, data)
         metadata = xray.metadata
         showing.caption(f"Showing: {name} · {metadata.format} · {metadata.columns} × {metadata.rows} px")
-        show_result(model, xray, settings)
+        show_result(model, xray, settings, pane_before)
     except XRayError as error:
+        st.session_state.pop(PANE_PLACE, None)
         st.error(f"This file could not be opened or explained. {error}")
     except Exception:  # noqa: BLE001 - the page must survive; details stay out of the page and the log
+        st.session_state.pop(PANE_PLACE, None)
         st.error("Something went wrong while explaining this image. Try another image, or reload the page.")
 
 
