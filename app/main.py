@@ -8,7 +8,6 @@ written to disk or logged, and upload file names are never shown.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -30,22 +29,12 @@ from xai_core.explanation import Explanation, explain, saliency  # noqa: E402
 from xai_core.display_window import DisplayValues, display_values  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
-from xai_core.card import TestRates  # noqa: E402
+from xai_core import display  # noqa: E402
+from xai_core.findings import Finding, by_probability, findings  # noqa: E402
 from xai_core.model import XRayModel  # noqa: E402
 from xai_core.ood import Assessment, Level  # noqa: E402
-from xai_core.operating_points import NO_POINTS, POINT_NAMES, flagged, in_words, trusted, verdict_words  # noqa: E402
-from xai_core.overlay import (  # noqa: E402
-    COLORMAPS,
-    DEFAULT_COLORMAP,
-    colorize,
-    display_shape,
-    legend_entries,
-    outline_width,
-    render_overlay,
-    resize_grey,
-    saliency_for_display,
-    to_png_bytes,
-)
+from xai_core.operating_points import POINT_NAMES  # noqa: E402
+from xai_core.overlay import COLORMAPS, DEFAULT_COLORMAP, legend_entries, saliency_for_display, to_png_bytes  # noqa: E402
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
 from xai_core.serving import shared_model  # noqa: E402  one per process, loaded as app/server.py starts
@@ -53,8 +42,8 @@ from xai_core.serving import shared_model  # noqa: E402  one per process, loaded
 UPLOADED = "Uploaded image"  # what an upload is called on the page: its file name may carry the patient's
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
-SALIENCY_COLOUR, OUTLINE_COLOUR = "#00ff00", "#00ffff"  # render_overlay's defaults
-LAYER_KEYS = {HEATMAP: "heatmap", SALIENCY: "saliency", OUTLINE: "outline"}  # as app/image_pair.js names them
+SALIENCY_COLOUR, OUTLINE_COLOUR = display.css_colour(display.SALIENCY_RGB), display.css_colour(display.OUTLINE_RGB)
+LAYER_KEYS = {HEATMAP: display.HEATMAP, SALIENCY: display.SALIENCY, OUTLINE: display.OUTLINE}
 # What the overlay shows until the reader changes it in the image pane (app/image_pair.js), the one place for it.
 DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
 # The image whose radiograph pictures (about 2.5 MB) this session's pane already holds: a rerun for a switch in the
@@ -90,7 +79,7 @@ def read_image(file_sha256: str, _data: bytes) -> XRay:
 @st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
 def display_grey(image_sha256: str, _pixels: np.ndarray) -> np.ndarray:
     """The radiograph at display size as the model sees it (the file's own window), [0, 1]."""
-    grey = resize_grey(_pixels, display_shape(_pixels.shape))
+    grey = display.display_grey(_pixels)
     grey.setflags(write=False)
     return grey
 
@@ -121,8 +110,7 @@ def saliency_map(image_sha256: str, label: str, samples: int, _xray: XRay) -> np
 
 @st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
 def radiograph_png(image_sha256: str, _grey: np.ndarray) -> bytes:
-    """The radiograph at display size as an 8-bit grey PNG (the three channels are equal)."""
-    return to_png_bytes(render_overlay(_grey)[:, :, 0])
+    return display.radiograph_png(_grey)
 
 
 @st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
@@ -132,8 +120,7 @@ def codes_png(image_sha256: str, _values: DisplayValues) -> bytes:
 
 @st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
 def saliency_png(image_sha256: str, label: str, samples: int, _gradients: np.ndarray, shape: tuple[int, int]) -> bytes:
-    """Gradient saliency at display size as an 8-bit grey PNG: app/image_pair.js draws it in its colour."""
-    return to_png_bytes(np.round(resize_grey(_gradients, shape) * 255).astype(np.uint8))
+    return display.saliency_png(_gradients, shape)
 
 
 # --- callbacks: they run before the page is drawn again ---------------------------------
@@ -276,23 +263,14 @@ def operating_point_switch() -> str:
     return point
 
 
-def probability_table(model: XRayModel, explanation: Explanation, order: list[str], label: str, point: str) -> None:
+def probability_table(model: XRayModel, found: tuple[Finding, ...], label: str, point: str) -> None:
     """All 14 pathologies by probability (app/pathology_table.js); pressing a row shows that pathology's map.
 
     ▲ marks a pathology at or above the chosen operating point; a label whose test evidence is not "works"
     is drawn faint."""
-    card = model.card
     probability_help = ("Calibrated on validation films (model card): of the films given about this value there, "
                         "about this share had the finding. Where the finding is commoner or rarer, so is the share."
-                        if card.calibration is not None else "Not calibrated: read it as a ranking, not a risk.")
-
-    def flag_help(name: str) -> str:
-        chosen = card.operating_point(name, point)
-        if chosen is None:
-            entry = card.operating_points.labels.get(name) if card.operating_points else None
-            return "; ".join(entry.missing) if entry and entry.missing else NO_POINTS
-        return f"{POINT_NAMES[point].capitalize()} point {chosen.threshold:.3f}: {in_words(chosen)}"
-
+                        if model.card.calibration is not None else "Not calibrated: read it as a ranking, not a risk.")
     PATHOLOGY_TABLE(key="pathology_table", on_picked_change=_pick_from_table, data={
         "columns": [
             {"title": "Pathology", "className": "cxr-name"},
@@ -302,44 +280,23 @@ def probability_table(model: XRayModel, explanation: Explanation, order: list[st
              "help": "From the NIH test AUROC's 95% interval and the number of test cases: works (lower bound "
                      "at least 0.70), weak (above 0.50), not shown to work, or too few cases to tell"},
         ],
-        "rows": [{"label": name, "name": display_name(name), "probability": explanation.probability(name),
-                  "flagged": flagged(card, name, explanation.probability(name), point),
-                  "flag_help": flag_help(name),
-                  "evidence": card.verdict(name).kind if card.verdict(name) else "none",
-                  "evidence_help": verdict_words(card, name),
-                  "trusted": trusted(card, name)} for name in order],
+        "rows": [{"label": finding.label, "name": finding.name, "probability": finding.probability,
+                  "flagged": finding.flagged, "flag_help": finding.point_words(), "evidence": finding.evidence,
+                  "evidence_help": finding.verdict_words, "trusted": finding.trusted}
+                 for finding in by_probability(found)],
         "shown": label,
     })
 
 
-def pathology_summary(model: XRayModel, explanation: Explanation, label: str, point: str) -> None:
+def pathology_summary(finding: Finding) -> None:
     """The pathology shown: its probability against the chosen point, what that point means in test films, and
     how far its evidence goes."""
-    card, probability = model.card, explanation.probability(label)
-    chosen = card.operating_point(label, point)
-    if chosen is None:
-        entry = card.operating_points.labels.get(label) if card.operating_points else None
-        where = "; ".join(entry.missing) if entry and entry.missing else NO_POINTS
-        lines = [f"Pathology shown: **{display_name(label)}** · probability **{probability:.3f}**, not flagged: "
-                 f"{where}."]
-    else:
-        side = "flagged" if probability >= chosen.threshold else "not flagged"
-        test = chosen.test
-        lines = [f"Pathology shown: **{display_name(label)}** · probability **{probability:.3f}**, {side} at the "
-                 f"{POINT_NAMES[point]} point ({chosen.threshold:.3f}).",
-                 f"{in_words(chosen).capitalize()} ({_rates(test)})."]
-    lines.append(f"Evidence on NIH test films: **{verdict_words(card, label)}**.")
+    lines = [f"Pathology shown: **{finding.name}** · probability **{finding.probability:.3f}**, "
+             f"{finding.flag_words()}."]
+    if finding.cut is not None:
+        lines.append(f"{finding.point_meaning.capitalize()} ({finding.rates_words()}).")
+    lines.append(f"Evidence on NIH test films: **{finding.verdict_words}**.")
     st.markdown("  \n".join(lines))
-
-
-def _rates(test: TestRates) -> str:
-    parts = []
-    for name, value, interval in (("sensitivity", test.sensitivity, test.sensitivity_ci95),
-                                  ("specificity", test.specificity, test.specificity_ci95),
-                                  ("PPV", test.ppv, test.ppv_ci95)):
-        if value is not None and interval is not None:
-            parts.append(f"{name} {value:.2f}, 95% CI {interval[0]:.2f}–{interval[1]:.2f}")
-    return "; ".join(parts)
 
 
 def map_evidence(model: XRayModel, label: str) -> None:
@@ -375,45 +332,31 @@ def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.
                label: str, settings: dict, saliency_picture: bytes | None) -> None:
     """Original and overlay side by side (app/image_pair.js), drawn in the browser: the display window, zoom and pan
     stay as the reader left them; the maps travel as the model's raw 14 grids and are scaled and coloured there."""
-    def data_url(picture: bytes) -> str:
-        return "data:image/png;base64," + base64.b64encode(picture).decode("ascii")
-
     values = window_values(xray.sha256, xray, grey.shape)
-    rows, cols = explanation.raw_cams.shape[1:]
     send_pictures = st.session_state.get(PICTURES_SENT) != xray.sha256
     st.session_state[PICTURES_SENT] = xray.sha256
-    lut = colorize(np.linspace(0, 1, 256, dtype=np.float32), settings["colormap"])
     data = {
         "image": xray.sha256,
         "size": [grey.shape[1], grey.shape[0]],
         "height": FIGURE_HEIGHT,
         "captions": ["Original", overlay_title],
-        "original": data_url(radiograph_png(xray.sha256, grey)) if send_pictures else None,
-        "codes": data_url(codes_png(xray.sha256, values)) if send_pictures else None,
+        "original": display.data_url(radiograph_png(xray.sha256, grey)) if send_pictures else None,
+        "codes": display.data_url(codes_png(xray.sha256, values)) if send_pictures else None,
         "display": values.as_dict(),
         "findings": [{"label": name, "name": display_name(name)} for name in order],
-        "maps": {name: {"rows": rows, "cols": cols, "raw": base64.b64encode(cam.astype("<f4").tobytes()).decode()}
-                 for name, cam in zip(explanation.labels, explanation.raw_cams)},
+        "maps": display.raw_map_grids(explanation),
         "overlay": {
             "label": label,
             "layers": [LAYER_KEYS[layer] for layer in settings["layers"]],
             "opacity": settings["opacity"],
             "threshold": settings["outline_threshold"],
-            "colormap": settings["colormap"],
-            "lut": base64.b64encode(lut.tobytes()).decode(),
-            "outline_colour": _rgb(OUTLINE_COLOUR),
-            "outline_width": outline_width(grey.shape),
-            "saliency_colour": _rgb(SALIENCY_COLOUR),
-            "saliency": None if saliency_picture is None else data_url(saliency_picture),
+            **display.pane_overlay(grey.shape, settings["colormap"]),
+            "saliency": None if saliency_picture is None else display.data_url(saliency_picture),
             "saliency_label": None if saliency_picture is None else label,
         },
     }
     IMAGE_PAIR(key="image_pair", height="content", data=data, on_choice_change=_from_pane,
                on_pictures_change=_resend_pictures)
-
-
-def _rgb(colour: str) -> list[int]:
-    return [int(colour[index:index + 2], 16) for index in (1, 3, 5)]
 
 
 def legend(settings: dict, explanation: Explanation, label: str) -> None:
@@ -492,7 +435,7 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
 
     The images are drawn first: the new overlay reaches the page before the table and the downloads.
     """
-    images, findings = st.columns([7, 3], gap="medium")
+    images, findings_column = st.columns([7, 3], gap="medium")
     label = st.session_state["pathology"]  # from the pane or the table, before this run (show_result keeps it valid)
     settings = view_settings(settings)
     layers = settings["layers"]
@@ -501,17 +444,14 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
         with st.spinner("Computing gradient saliency…"):
             gradients = saliency_for_display(saliency_map(xray.sha256, label, settings["smoothgrad_samples"], xray))
 
-    def overlay(grey: np.ndarray) -> np.ndarray:
-        attention = explanation.normalized_map(label, grey.shape)
-        return render_overlay(
-            grey,
-            heatmap=attention if HEATMAP in layers else None,
-            saliency=None if gradients is None else resize_grey(gradients, grey.shape),
-            outline_map=attention if OUTLINE in layers else None,
-            opacity=settings["opacity"],
-            colormap=settings["colormap"],
-            threshold=settings["outline_threshold"],
-        )
+    def overlay_png() -> bytes:
+        """The overlay shown, at the image's full resolution (made only when the download is pressed)."""
+        picture = display.explanation_overlay(
+            xray.pixels, explanation, label, [LAYER_KEYS[layer] for layer in layers], saliency=gradients,
+            opacity=settings["opacity"], colormap=settings["colormap"], threshold=settings["outline_threshold"])
+        return to_png_bytes(picture, text_metadata={
+            "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
+            "model_version": model.version, "label": label, "layers": ", ".join(layers)})
 
     grey = display_grey(xray.sha256, xray.pixels)
     overlay_title = f"{display_name(label)} · {' + '.join(LAYER_TITLES[layer] for layer in layers) or 'no overlay'}"
@@ -523,16 +463,15 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
         map_evidence(model, label)
         method_comparison(model, xray, explanation, label, grey, settings)
 
-    with findings:
+    with findings_column:
         point = operating_point_switch()
-    record = explanation_record(model, xray, explanation, {**settings, "pathology_shown": label, "flagged_at": point})
-    with findings:
-        probability_table(model, explanation, order, label, point)
+    found = findings(explanation, model.card, point)
+    record = explanation_record(model, xray, explanation, {**settings, "pathology_shown": label}, point)
+    with findings_column:
+        probability_table(model, found, label, point)
         st.caption("Press a row, or pick one above the images, to see where the model looked for that pathology.")
-        pathology_summary(model, explanation, label, point)
-        downloads(lambda: to_png_bytes(overlay(xray.pixels), text_metadata={
-            "Software": "Chest X-ray explainability viewer", "Disclaimer": DISCLAIMER,
-            "model_version": model.version, "label": label, "layers": ", ".join(layers)}), record, label)
+        pathology_summary(next(finding for finding in found if finding.label == label))
+        downloads(overlay_png, record, label)
         feedback_panel(model, xray, explanation, label, settings, point)
         send_to_pacs(model, xray, explanation, label, point, settings, map(LAYER_KEYS.get, layers), gradients)
 

@@ -1,11 +1,12 @@
 """Two explanation methods side by side for the pathology shown, how far they agree, and a figure of both.
 
-Widgets only: the methods, the background runs, the agreement and the figure are xai_core's
-(methods, method_jobs, map_agreement, figures). Grad-CAM++ is the page's own map; Grad-CAM and
-CAM come from one forward pass and are drawn at once; every other method runs when the reader
-asks, in a background thread (xai_core.method_jobs), with a progress bar refreshed by a small
-fragment and a Stop button that takes effect before the method's next batch. Finished maps are
-kept in the reader's session per (image, pathology, method).
+Widgets only: the methods, the background runs, the agreement and the figures (PNG and GIF, drawn
+only when downloaded) are xai_core's (methods, method_jobs, map_agreement, figures). Grad-CAM++ is the
+page's own map; Grad-CAM and CAM come from one forward pass and are drawn at once; every other
+method runs when the reader asks, in a background thread (xai_core.method_jobs), with a progress
+bar refreshed by a small fragment and a Stop button that takes effect before the method's next
+batch. Finished maps are kept in the reader's session per (image, pathology, method). Under each method, what the model card's
+NIH test method comparison says it is worth for this pathology (method_evaluation.method_track_record).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import numpy as np
 import streamlit as st
 
 from xai_core.explanation import Explanation
-from xai_core.figures import figure_caption, figure_png, method_figure
+from xai_core.figures import alternating_frames, figure_caption, figure_gif, figure_png, method_figure
 from xai_core.imaging import XRay
 from xai_core.labels import display_name
 from xai_core.map_agreement import map_agreement
+from xai_core.method_evaluation import method_track_record
 from xai_core.method_jobs import JobState, MethodJob, start_method_job
 from xai_core.methods import METHODS, Attribution, attribute, planned_forward_passes
 from xai_core.model import XRayModel
@@ -41,20 +43,32 @@ def method_comparison(model: XRayModel, xray: XRay, explanation: Explanation, la
                 method = st.selectbox("Method", list(METHODS), index=list(METHODS).index(first),
                                       format_func=lambda name: METHODS[name].title, key=f"method_{side}")
                 heatmap = _method_pane(model, xray, explanation, label, method, grey, settings, side)
+                st.caption(method_track_record(model.card, method, label))
             if heatmap is not None:
                 shown.append((METHODS[method].title, heatmap))
         if len(shown) == 2:
             agreement = map_agreement(shown[0][1], shown[1][1], threshold=settings["outline_threshold"])
             st.markdown(f"**{shown[0][0]} and {shown[1][0]}, {display_name(label)}:** {agreement.in_words()}")
         if shown:
-            caption = figure_caption([title for title, _ in shown], label, explanation.probability(label),
-                                     model.version)
-            st.download_button(
-                "Figure of these maps (PNG)", lambda: figure_png(method_figure(
-                    grey, shown, caption, opacity=settings["opacity"], colormap=settings["colormap"]), caption),
-                file_name=f"figure_{label}.png", mime="image/png", key="method_figure", on_click="ignore",
-                help="The radiograph beside the maps, with a caption: methods, pathology, model version, "
-                     "research use only")
+            _figure_downloads(grey, shown, label, figure_caption(
+                [title for title, _ in shown], label, explanation.probability(label), model.version), settings)
+
+
+def _figure_downloads(grey: np.ndarray, shown: list[tuple[str, np.ndarray]], label: str, caption: str,
+                      settings: dict) -> None:
+    """The maps shown, to take away: beside the radiograph (PNG), and alternating with it (GIF); drawn on click."""
+    drawing = {"opacity": settings["opacity"], "colormap": settings["colormap"]}
+    still, animated = st.columns(2)
+    still.download_button(
+        "Figure of these maps (PNG)", lambda: figure_png(method_figure(grey, shown, caption, **drawing), caption),
+        file_name=f"figure_{label}.png", mime="image/png", key="method_figure", on_click="ignore",
+        help="The radiograph beside the maps, with a caption: methods, pathology, probability, model version, "
+             "research use only")
+    animated.download_button(
+        "Animation: film, then each map (GIF)",
+        lambda: figure_gif(alternating_frames(grey, shown, caption, **drawing), caption),
+        file_name=f"figure_{label}.gif", mime="image/gif", key="method_gif", on_click="ignore",
+        help="The radiograph and each map over it in turn, one second each, with the same caption: for teaching")
 
 
 def _method_pane(model: XRayModel, xray: XRay, explanation: Explanation, label: str, method: str,

@@ -234,6 +234,11 @@ def test_the_json_download_records_the_result(page, chest_dicom):
     assert display_name(record["settings"]["pathology_shown"]) == _shown(page)
     assert set(record["settings"]["layers"]) == {"Gradient saliency", "Attention outline"}
     assert "not for diagnosis" in record["disclaimer"].lower()
+    # The table's ▲ column and the record's flags at the point flagged at are the same findings (xai_core/findings.py).
+    assert record["flagged_at"] == "high_specificity"
+    marks = dict(zip(_row_names(page), page.locator(f"{FINDING_ROWS} .cxr-above").all_inner_texts(), strict=True))
+    flags = {entry["name"]: entry["at_flagged_point"]["flagged"] for entry in record["findings"]}
+    assert marks == {name: "–" if flag is None else "▲" if flag else "" for name, flag in flags.items()}
 
 
 def test_the_overlay_download_is_at_full_resolution(page):

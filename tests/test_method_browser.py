@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from browser_support import CHROMIUM, ROOT, launch_chromium, open_sample, running_viewer, wait_until_idle
+from PIL import Image
+
+from xai_core.figures import RESEARCH_ONLY
 
 pytestmark = [
     pytest.mark.browser,
@@ -51,3 +55,39 @@ def test_method_run_in_the_browser_shows_progress_and_stops_on_request():
         assert page.get_by_role("button", name=re.compile("^Run Kernel SHAP")).is_visible()  # it can run again
         assert page.locator("[data-testid='stAlertContentError']").all_inner_texts() == []
         browser.close()
+
+
+def test_method_figures_download_from_the_page_as_png_and_gif(tmp_path):
+    """The reader's two buttons give the radiograph beside both maps (PNG) and the film, then each map (GIF),
+    both captioned with the methods, the pathology shown and the research-only line."""
+    with running_viewer(script=ROOT / "app" / "main.py") as (url, _process), \
+            playwright_api.sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+        page.goto(url)
+        open_sample(page)
+        wait_until_idle(page)
+        page.get_by_text("Compare explanation methods side by side").click()
+        wait_until_idle(page)
+        panel = page.locator("[data-testid='stExpander']").filter(has_text="Compare explanation methods")
+        panel.get_by_text("has not yet been measured on NIH test boxes").first.wait_for()
+        files = {}
+        for name, button in (("png", "Figure of these maps (PNG)"), ("gif", "Animation: film, then each map (GIF)")):
+            with page.expect_download(timeout=120_000) as download:
+                panel.get_by_role("button", name=button).click()
+            files[name] = tmp_path / download.value.suggested_filename
+            download.value.save_as(files[name])
+        assert page.locator("[data-testid='stAlertContentError']").all_inner_texts() == []
+        browser.close()
+    figure = Image.open(files["png"])
+    caption = figure.text["Description"]
+    assert caption.startswith("Grad-CAM++ vs Grad-CAM · ") and caption.endswith(RESEARCH_ONLY)
+    animation = Image.open(files["gif"])
+    assert animation.n_frames == 3 and animation.info["comment"].decode("utf-8") == caption
+    frames = []
+    for number in range(3):
+        animation.seek(number)
+        frames.append(np.asarray(animation.convert("RGB")).astype(int))
+    assert frames[0].shape[1] < figure.width / 2  # one panel per frame; the PNG has three side by side
+    assert all(np.abs(frame - frames[0]).mean() > 1 for frame in frames[1:])  # each map differs from the film
+    assert files["png"].name.endswith(".png") and files["gif"].name.endswith(".gif")

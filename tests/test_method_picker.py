@@ -49,7 +49,12 @@ def test_method_side_by_side_draws_one_pass_methods_at_once_with_their_agreement
     assert "Grad-CAM++ (Chattopadhay et al. 2018): the page's own map" in text
     assert "Grad-CAM (Selvaraju et al. 2017): " in text and "1 image through the network" in text
     assert "**Grad-CAM++ and Grad-CAM, " in text and "rank correlation" in text and "(IoU)" in text
-    assert "method_figure" in [button.key for button in at.get("download_button")]
+    downloads = {button.key: button.proto for button in at.get("download_button")}
+    assert downloads["method_figure"].label == "Figure of these maps (PNG)"
+    assert downloads["method_gif"].label == "Animation: film, then each map (GIF)"
+    for title in ("Grad-CAM++", "Grad-CAM"):  # what each method is worth: the shipped card has measured neither
+        assert (f"{title} has not yet been measured on NIH test boxes for this model: nothing says how far to "
+                "trust it.") in text
 
 
 def test_method_expensive_run_shows_progress_can_be_stopped_and_is_kept_per_image():

@@ -22,16 +22,25 @@ if TYPE_CHECKING:
 def _explain(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from .display import HEATMAP, OUTLINE, SALIENCY, explanation_overlay
     from .explanation import explain, saliency
+    from .findings import findings
     from .imaging import read_xray
+    from .methods import method_named
     from .model import load_model
     from .ood import Level
-    from .overlay import render_overlay, to_png_bytes
-    from .report import explanation_record
+    from .overlay import saliency_for_display, to_png_bytes
+    from .report import explanation_record, findings_report
 
+    if not (args.out or args.figure or args.gif):
+        raise XRayError("Say where the results go: --out DIR, --figure OUT.png or --gif OUT.gif.")
+    if (args.figure or args.gif) and len(args.images) != 1:
+        raise XRayError("--figure and --gif each name one file: give one image.")
+    method_named(args.method)  # an unknown method is refused before the model loads
     model = load_model(args.weights, device=args.device)
     labels = [require_label(label) for label in args.labels] if args.labels else list(PATHOLOGIES)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for image in tqdm(args.images, desc="explaining", unit="image"):
         try:
@@ -43,23 +52,21 @@ def _explain(args: argparse.Namespace) -> None:
         explanation = explain(model, xray)
         if explanation.ood is not None and explanation.ood.level is not Level.FRONTAL_CHEST:
             tqdm.write(f"{image.name}: {explanation.ood.headline} {'; '.join(explanation.ood.reasons)}".rstrip())
-        settings = {"colormap": args.colormap, "opacity": args.opacity, "outline_threshold": args.threshold,
-                    "saliency": args.saliency, "labels": labels}
-        record = explanation_record(model, xray, explanation, settings)
-        (args.out / f"{image.stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        for label in labels:
-            heatmap = explanation.normalized_map(label)
-            overlay = render_overlay(
-                xray.pixels,
-                heatmap=heatmap,
-                saliency=saliency(model, xray, label) if args.saliency else None,
-                outline_map=heatmap,
-                opacity=args.opacity,
-                colormap=args.colormap,
-                threshold=args.threshold,
-            )
-            png = to_png_bytes(overlay, text_metadata={"model_version": model.version, "label": label})
-            (args.out / f"{image.stem}_{label}.png").write_bytes(png)
+        tqdm.write(f"{image.name}\n{findings_report(findings(explanation, model.card, args.flag_at))}")
+        if args.figure or args.gif:
+            _figures_out(args, model, xray, explanation, labels)
+        if args.out:
+            settings = {"colormap": args.colormap, "opacity": args.opacity, "outline_threshold": args.threshold,
+                        "saliency": args.saliency, "labels": labels}
+            record = explanation_record(model, xray, explanation, settings, args.flag_at)
+            (args.out / f"{image.stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            layers = (HEATMAP, OUTLINE, SALIENCY) if args.saliency else (HEATMAP, OUTLINE)
+            for label in labels:
+                gradients = saliency_for_display(saliency(model, xray, label)) if args.saliency else None
+                overlay = explanation_overlay(xray.pixels, explanation, label, layers, saliency=gradients,
+                                              opacity=args.opacity, colormap=args.colormap, threshold=args.threshold)
+                png = to_png_bytes(overlay, text_metadata={"model_version": model.version, "label": label})
+                (args.out / f"{image.stem}_{label}.png").write_bytes(png)
         if args.dicom_out or args.stow:
             try:
                 _dicom_results_out(args, model, image, xray, explanation, labels)
@@ -68,6 +75,38 @@ def _explain(args: argparse.Namespace) -> None:
                 failures += 1
     if failures:
         raise SystemExit(f"{failures} of {len(args.images)} images could not be read or their results not written.")
+
+
+def _figures_out(
+    args: argparse.Namespace, model: XRayModel, xray: XRay, explanation: Explanation, labels: list[str]
+) -> None:
+    """The --method map of the most probable of `labels` beside the radiograph (--figure) and alternating with it
+    (--gif), at the page's display size, with the caption burned in; a progress bar while a slow method runs."""
+    from tqdm import tqdm
+
+    from .figures import alternating_frames, figure_caption, figure_gif, figure_png, method_figure
+    from .methods import attribute, method_named, planned_forward_passes
+    from .overlay import display_shape, resize_grey
+
+    method = method_named(args.method)
+    label = max(labels, key=explanation.probability)
+    if method.one_pass:
+        attribution = attribute(model, xray, label, method.name)
+    else:
+        with tqdm(total=planned_forward_passes(model, xray, label, method.name), unit="image",
+                  desc=f"{method.title}, {label}") as bar:
+            attribution = attribute(model, xray, label, method.name, progress=lambda done: bar.update(done - bar.n))
+            bar.update(bar.total - bar.n)
+    shape = display_shape(xray.pixels.shape)
+    grey, heatmap = resize_grey(xray.pixels, shape), attribution.normalized_map(label, shape)
+    caption = figure_caption([method.title], label, explanation.probability(label), model.version)
+    maps, drawing = [(method.title, heatmap)], {"opacity": args.opacity, "colormap": args.colormap}
+    if args.figure:
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        args.figure.write_bytes(figure_png(method_figure(grey, maps, caption, **drawing), caption))
+    if args.gif:
+        args.gif.parent.mkdir(parents=True, exist_ok=True)
+        args.gif.write_bytes(figure_gif(alternating_frames(grey, maps, caption, **drawing), caption))
 
 
 def _dicom_results_out(
@@ -253,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="probabilities and overlays for images")
     explain.add_argument("images", nargs="+", type=Path)
-    explain.add_argument("--out", type=Path, required=True)
+    explain.add_argument("--out", type=Path, help="folder for an overlay PNG per label and a JSON per image")
     explain.add_argument("--weights", type=Path, help="model card (.json) of the checkpoint (default: $XAI_MODEL_CARD, else the shipped one)")
     explain.add_argument("--labels", nargs="+", help="only these pathologies (default: all 14)")
     explain.add_argument("--saliency", action="store_true", help="add gradient saliency to each overlay")
@@ -268,8 +307,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="what the Secondary Capture burns in over the film, as the page's layers (default: the "
                               "page's, the heatmap alone); with --opacity, --threshold and --colormap")
     explain.add_argument("--flag-at", choices=["high_specificity", "high_sensitivity"], default="high_specificity",
-                         help="the model card's operating point the SC and SR flag findings against "
-                              "(default: the page's)")
+                         help="the model card's operating point the printed findings, the JSON, the SC and SR flag "
+                              "findings against (default: the page's)")
+    explain.add_argument("--figure", type=Path, metavar="OUT.png",
+                         help="one image: the radiograph beside its --method map for the most probable of --labels, "
+                              "captioned (method, pathology, probability, model version, research use only)")
+    explain.add_argument("--gif", type=Path, metavar="OUT.gif",
+                         help="one image: an animated GIF alternating the radiograph and that map, captioned")
+    explain.add_argument("--method", default="grad_cam_plus_plus",
+                         help="the explanation method of --figure and --gif (xai_core.methods: grad_cam_plus_plus, "
+                              "grad_cam, cam, saliency, smoothgrad, integrated_gradients, gradient_shap, occlusion, "
+                              "kernel_shap, guided_grad_cam; default grad_cam_plus_plus)")
     explain.set_defaults(run=_explain)
 
     evaluate = commands.add_parser("evaluate", help="AUROC with CIs and attention-box alignment on a dataset")

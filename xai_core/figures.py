@@ -3,11 +3,13 @@
 The caption names the method(s), the pathology and its probability, the model version and
 that the figure is for research use only; it is drawn into the pixels (a figure pasted into
 slides loses its metadata) and also stored in the PNG's Description text chunk. Nothing
-about the patient is drawn or stored.
+about the patient is drawn or stored. The animated figure (GIF) alternates the radiograph and
+one map over it in frames of the same layout, the caption burned into each.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +22,7 @@ RESEARCH_ONLY = "Research use only - not for diagnosis"
 BACKGROUND = (0, 0, 0)
 TEXT = (255, 255, 255)
 GAP = 8  # px between panels and around the text
+FRAME_MS = 1000  # how long the animated figure shows each frame
 
 
 def figure_caption(method_titles: Sequence[str], label: str, probability: float | None, model_version: str) -> str:
@@ -41,7 +44,38 @@ def method_figure(
     panels = [("Radiograph", render_overlay(grey))]
     panels += [(title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap))
                for title, heatmap in maps]
-    height, width = np.asarray(grey).shape
+    return _composed(panels, caption)
+
+
+def alternating_frames(
+    grey: np.ndarray,
+    maps: Sequence[tuple[str, np.ndarray]],
+    caption: str,
+    *,
+    opacity: float = 0.45,
+    colormap: str = DEFAULT_COLORMAP,
+) -> list[np.ndarray]:
+    """uint8 frames of one size for an animation: the radiograph, then each (title, map) over it, each frame
+    under its title with the caption below."""
+    return [_composed([("Radiograph", render_overlay(grey))], caption)] + [
+        _composed([(title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap))], caption)
+        for title, heatmap in maps]
+
+
+def figure_gif(frames: Sequence[np.ndarray], caption: str, *, frame_ms: int = FRAME_MS) -> bytes:
+    """The frames as an endlessly looping GIF, the caption in its comment. Each frame gets its own 256-colour
+    palette (a grey radiograph keeps all 256 grey levels); no dithering, so text stays sharp."""
+    images = [Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                              dither=Image.Dither.NONE) for frame in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0,
+                   disposal=1, comment=caption.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def _composed(panels: Sequence[tuple[str, np.ndarray]], caption: str) -> np.ndarray:
+    """(title, RGB panel) pairs of one shape side by side under their titles, the caption wrapped below."""
+    height, width = panels[0][1].shape[:2]
     font = ImageFont.load_default(size=max(12, round(min(height, width) / 28)))
     line = _line_height(font)
     figure_width = len(panels) * width + (len(panels) + 1) * GAP

@@ -6,6 +6,9 @@ and the IoU of the thresholded region, beside the random-map and average-map con
 deletion and insertion areas of the map beside a random ranking's; and the cascading
 model-randomisation check on the first few films. A method whose maps survive
 randomisation is marked as not explaining this model.
+
+`method_track_record` turns the comparison recorded in the model card (`evaluate --methods ...
+--record-in-card nih_test`) into the one line the viewer shows beside a method's map.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .alignment import align, random_control
+from .card import ModelCard
 from .data import Finding, read_boxes
 from .errors import XRayError
 from .evaluate import alignment_figures
 from .explanation import normalized_cam
 from .faithfulness import Faithfulness, SanityCheck, faithfulness, sanity_check
 from .imaging import XRay, read_xray
-from .labels import SCORED_WITH
+from .labels import SCORED_WITH, display_name
 from .methods import METHODS, attribute, method_named
 from .model import XRayModel
 from .stats import bootstrap_mean_ci
@@ -32,6 +36,8 @@ from .stats import bootstrap_mean_ci
 AVERAGE_MAP_GRID = 32  # the average-map control is kept at this resolution, then drawn at each film's size
 CURVE_STEPS = 10
 SANITY_FILMS = 2
+TRACK_RECORD_REPORT = "nih_test"  # the card's report whose method comparison the viewer quotes
+MIN_BOXES = 10  # boxes of one finding before a method's pointing figure is quoted as evidence
 
 
 def compare_methods(
@@ -198,3 +204,40 @@ def format_comparison(comparison: dict[str, Any]) -> str:
             f"{report['seconds_per_film_median']:>8.2f}  {report['sanity']['verdict']}"
         )
     return "\n".join(lines)
+
+
+def method_track_record(card: ModelCard, method: str, label: str) -> str:
+    """One line: what the card's NIH test method comparison says about this method's maps of this pathology.
+
+    "On 47 NIH test boxes for Effusion, Grad-CAM++ pointed inside the box 0.62 of the time (95% CI ...; a random
+    map 0.08, this model's average map 0.33); passed the randomisation check on 2 films." With fewer than
+    MIN_BOXES boxes only the count of hits, as too few to judge; where nothing was measured, it says so.
+    """
+    title, finding = method_named(method).title, display_name(label)
+    report = card.report(TRACK_RECORD_REPORT).get("methods", {}).get("methods", {}).get(method)
+    if report is None:
+        return f"{title} has not yet been measured on NIH test boxes for this model: nothing says how far to trust it."
+    sanity = _sanity_words(report["sanity"])
+    figures = report["alignment"]["per_finding"].get(label)
+    if figures is None:
+        return (f"No NIH test boxes of {finding} in this model's method comparison: where {title} points for it "
+                f"was never checked; {sanity}.")
+    model = figures["model"]
+    boxes = model["n"]
+    counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {finding}, {title} pointed inside the box"
+    if boxes < MIN_BOXES:
+        hits = round(model["pointing_hit"] * boxes)
+        return f"{counted} {hits} of {boxes} times: too few boxes to judge (at least {MIN_BOXES} needed); {sanity}."
+    low, high = model["pointing_ci95"]
+    return (f"{counted} {model['pointing_hit']:.2f} of the time (95% CI {low:.2f}–{high:.2f}; a random map "
+            f"{figures['random']['pointing_hit']:.2f}, this model's average map "
+            f"{figures['average_map']['pointing_hit']:.2f}); {sanity}.")
+
+
+def _sanity_words(sanity: dict[str, Any]) -> str:
+    films = len(sanity["checks"])
+    if not films:
+        return "randomisation check not run"
+    if sanity["passed"]:
+        return f"passed the randomisation check on {films} film{'' if films == 1 else 's'}"
+    return "its maps survive model randomisation: it does not explain this model"

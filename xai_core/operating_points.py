@@ -28,7 +28,7 @@ from .labelled_outputs import outputs_on
 from .labels import PATHOLOGIES
 from .model import XRayModel
 from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci
-from .verdict import CHANCE, MIN_POSITIVES, WORKS, WORKS_LOWER_BOUND, verdict
+from .verdict import CHANCE, MIN_POSITIVES, WORKS_LOWER_BOUND, verdict
 
 TARGET_RATE = 0.90  # the sensitivity, or specificity, each point keeps on validation
 MIN_CASES_FOR_RATE = 10  # validation films of the class a point's rate is measured on
@@ -87,24 +87,6 @@ def in_words(point: OperatingPoint) -> str:
     test = point.test
     return (f"at this point the model found {test.true_positives} of {test.positives} test cases and raised "
             f"{test.false_alarms} false alarms in {test.negatives} films without the finding")
-
-
-def flagged(card: ModelCard, label: str, probability: float, point: str) -> bool | None:
-    """Whether a probability reaches the label's point; None where the card has no such point."""
-    chosen = card.operating_point(label, point)
-    return None if chosen is None else bool(probability >= chosen.threshold)
-
-
-def verdict_words(card: ModelCard, label: str) -> str:
-    """The label's verdict in words, or why there is none."""
-    judged = card.verdict(label)
-    return NO_POINTS if judged is None else judged.words
-
-
-def trusted(card: ModelCard, label: str) -> bool:
-    """Whether the label's verdict is "works": every other label is shown de-emphasised."""
-    judged = card.verdict(label)
-    return judged is not None and judged.kind == WORKS
 
 
 def predict(model: XRayModel, cases: list[Case], description: str) -> tuple[np.ndarray, np.ndarray]:

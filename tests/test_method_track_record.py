@@ -1,0 +1,97 @@
+"""The line the viewer shows beside a method's map (method_evaluation.method_track_record): what the card's NIH
+test method comparison says, from a comparison run on real NIH test boxes and recorded in a copy of the real card."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from xai_core.labels import PATHOLOGIES
+from xai_core.method_evaluation import MIN_BOXES, TRACK_RECORD_REPORT, compare_methods, method_track_record
+from xai_core.methods import METHODS
+from xai_core.model import XRayModel
+from xai_core.preprocessing import InputSpec
+
+FEW = "Cardiomegaly"  # 4 NIH test boxes: too few to quote
+MANY = "Pneumonia"  # 45 NIH test boxes; the comparison takes MIN_BOXES of them
+
+
+@pytest.fixture(scope="module")
+def small_model(model) -> XRayModel:
+    """The real checkpoint reading a 64 x 64 film: the comparison's figures are real, and cheap."""
+    return replace(model, input_spec=InputSpec(size=64, mean=model.input_spec.mean, std=model.input_spec.std))
+
+
+@pytest.fixture(scope="module")
+def comparison(small_model, shared_data, tmp_path_factory) -> dict:
+    header, *rows = (shared_data / "nih" / "boxes.csv").read_text().splitlines()
+    chosen = [row for row in rows if row.split(",")[1] == MANY][:MIN_BOXES]
+    chosen += [row for row in rows if row.split(",")[1] == FEW]
+    boxes_csv = tmp_path_factory.mktemp("boxes") / "boxes.csv"
+    boxes_csv.write_text("\n".join([header, *chosen]) + "\n")
+    return compare_methods(small_model, ["cam"], images=shared_data / "nih" / "images", boxes_csv=boxes_csv,
+                           curve_steps=2, sanity_films=1)
+
+
+def _recorded(model: XRayModel, comparison: dict):
+    """The card as `evaluate --methods cam --record-in-card nih_test` would leave it."""
+    report = {**model.card.report(TRACK_RECORD_REPORT), "methods": comparison}
+    return replace(model.card, metrics={**model.card.metrics, TRACK_RECORD_REPORT: report})
+
+
+def test_method_track_record_of_the_shipped_card_says_nothing_was_measured_and_invents_no_figure(model):
+    assert "methods" not in model.card.report(TRACK_RECORD_REPORT)  # 0.4.0 carries no method comparison yet
+    for method in METHODS:
+        for label in PATHOLOGIES:
+            line = method_track_record(model.card, method, label)
+            assert line == (f"{METHODS[method].title} has not yet been measured on NIH test boxes for this model: "
+                            "nothing says how far to trust it.")
+
+
+def test_method_track_record_quotes_the_recorded_comparison_with_its_controls(model, comparison):
+    card = _recorded(model, comparison)
+    figures = comparison["methods"]["cam"]["alignment"]["per_finding"][MANY]
+    assert figures["model"]["n"] == MIN_BOXES
+    low, high = figures["model"]["pointing_ci95"]
+    line = method_track_record(card, "cam", MANY)
+    assert line.startswith(f"On {MIN_BOXES} NIH test boxes for {MANY}, CAM pointed inside the box "
+                           f"{figures['model']['pointing_hit']:.2f} of the time (95% CI {low:.2f}–{high:.2f}; ")
+    assert f"a random map {figures['random']['pointing_hit']:.2f}" in line
+    assert f"this model's average map {figures['average_map']['pointing_hit']:.2f})" in line
+    sanity = comparison["methods"]["cam"]["sanity"]
+    assert len(sanity["checks"]) == 1
+    assert line.endswith("; passed the randomisation check on 1 film." if sanity["passed"] else
+                         "; its maps survive model randomisation: it does not explain this model.")
+
+
+def test_method_track_record_with_too_few_boxes_counts_hits_and_quotes_no_rate(model, comparison):
+    card = _recorded(model, comparison)
+    figures = comparison["methods"]["cam"]["alignment"]["per_finding"][FEW]["model"]
+    assert 0 < figures["n"] < MIN_BOXES
+    line = method_track_record(card, "cam", FEW)
+    hits = round(figures["pointing_hit"] * figures["n"])
+    assert line.startswith(f"On {figures['n']} NIH test boxes for {FEW}, CAM pointed inside the box {hits} of "
+                           f"{figures['n']} times: too few boxes to judge (at least {MIN_BOXES} needed); ")
+    assert not re.search(r"\d\.\d", line)  # no rate, no interval
+
+
+def test_method_track_record_without_boxes_of_the_finding_or_a_measured_method_says_so(model, comparison):
+    card = _recorded(model, comparison)
+    assert "Hernia" not in comparison["methods"]["cam"]["alignment"]["per_finding"]
+    assert method_track_record(card, "cam", "Hernia").startswith(
+        "No NIH test boxes of Hernia in this model's method comparison: where CAM points for it was never checked; ")
+    assert method_track_record(card, "grad_cam", MANY).startswith("Grad-CAM has not yet been measured")
+
+
+def test_method_track_record_says_when_maps_survive_randomisation(model, comparison):
+    cam = comparison["methods"]["cam"]
+    failed = {**cam, "sanity": {**cam["sanity"], "passed": False,
+                                "checks": [{**cam["sanity"]["checks"][0], "passed": False}]}}
+    card = _recorded(model, {**comparison, "methods": {"cam": failed}})
+    assert method_track_record(card, "cam", MANY).endswith(
+        "; its maps survive model randomisation: it does not explain this model.")
+    unchecked = {**cam, "sanity": {"passed": False, "verdict": "not checked", "checks": []}}
+    card = _recorded(model, {**comparison, "methods": {"cam": unchecked}})
+    assert method_track_record(card, "cam", FEW).endswith("; randomisation check not run.")
