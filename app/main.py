@@ -25,7 +25,7 @@ from app.feedback_panel import feedback_panel  # noqa: E402
 from app.method_picker import method_comparison  # noqa: E402
 from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
-from xai_core.explanation import Explanation, explain, saliency  # noqa: E402
+from xai_core.explanation import Explanation, saliency  # noqa: E402
 from xai_core.display_window import DisplayValues, display_values  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
@@ -37,14 +37,14 @@ from xai_core.operating_points import POINT_NAMES  # noqa: E402
 from xai_core.overlay import COLORMAPS, DEFAULT_COLORMAP, legend_entries, saliency_for_display, to_png_bytes  # noqa: E402
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
-from xai_core.serving import shared_model  # noqa: E402  one per process, loaded as app/server.py starts
+from xai_core.serving import explained, shared_model  # noqa: E402  one per process, loaded as app/server.py starts
 
 UPLOADED = "Uploaded image"  # what an upload is called on the page: its file name may carry the patient's
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
 SALIENCY_COLOUR, OUTLINE_COLOUR = display.css_colour(display.SALIENCY_RGB), display.css_colour(display.OUTLINE_RGB)
 LAYER_KEYS = {HEATMAP: display.HEATMAP, SALIENCY: display.SALIENCY, OUTLINE: display.OUTLINE}
-# What the overlay shows until the reader changes it in the image pane (app/image_pair.js), the one place for it.
+# What the overlay shows until the reader changes it in the image pane (app/image_pair/), the one place for it.
 DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
 # The image whose radiograph pictures (about 2.5 MB) this session's pane already holds: a rerun for a switch in the
 # pane sends them no more; the pane asks again when it needs them (_resend_pictures).
@@ -62,8 +62,10 @@ APP = Path(__file__).resolve().parent
 # The image panes and the findings table are small browser components: a new map swaps one picture in place
 # (no chart redrawn, the zoom kept) and refills the table's 14 rows. Their classes carry a cxr- prefix, so their
 # styles can live in the page's own DOM.
-IMAGE_PAIR = st.components.v2.component("chest_xray_viewer.image_pair", css=(APP / "image_pair.css").read_text(),
-                                        js=(APP / "image_pair.js").read_text(), isolate_styles=False)
+# The image pane's script is app/image_pair/'s files joined (each only declares; pane.js says which does what).
+IMAGE_PAIR = st.components.v2.component(
+    "chest_xray_viewer.image_pair", css=(APP / "image_pair" / "pane.css").read_text(),
+    js="\n".join(path.read_text() for path in sorted((APP / "image_pair").glob("*.js"))), isolate_styles=False)
 PATHOLOGY_TABLE = st.components.v2.component("chest_xray_viewer.pathology_table",
                                              css=(APP / "pathology_table.css").read_text(),
                                              js=(APP / "pathology_table.js").read_text(), isolate_styles=False)
@@ -100,7 +102,7 @@ def _read_only(xray: XRay) -> XRay:
 @st.cache_data(max_entries=32, ttl=CACHE_TTL_S, show_spinner=False)
 def explain_image(image_sha256: str, _xray: XRay) -> Explanation:
     """One forward pass per image, on the file's own pixels: no pathology, overlay or display window repeats it."""
-    return explain(shared_model(), _xray)
+    return explained(_xray)
 
 
 @st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
@@ -330,7 +332,7 @@ def map_evidence(model: XRayModel, label: str) -> None:
 
 def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.ndarray, overlay_title: str,
                label: str, settings: dict, saliency_picture: bytes | None) -> None:
-    """Original and overlay side by side (app/image_pair.js), drawn in the browser: the display window, zoom and pan
+    """Original and overlay side by side (app/image_pair/), drawn in the browser: the display window, zoom and pan
     stay as the reader left them; the maps travel as the model's raw 14 grids and are scaled and coloured there."""
     values = window_values(xray.sha256, xray, grey.shape)
     send_pictures = st.session_state.get(PICTURES_SENT) != xray.sha256

@@ -35,7 +35,7 @@ function build(root, pick) {
       (event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling)?.focus();
     }
   });
-  // A pathology switched in the image pane (app/image_pair.js) is marked here at once, before the page's rerun.
+  // A pathology switched in the image pane (app/image_pair/) is marked here at once, before the page's rerun.
   document.addEventListener("cxr-shown", (event) => mark(table, event.detail));
   root.appendChild(table);
   return table;

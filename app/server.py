@@ -1,13 +1,16 @@
 """The viewer's server: `streamlit run app/server.py` serves the page (app/main.py) and starts loading the model
-as the server starts, before anyone opens the page.
+as the server starts, before anyone opens the page. Beside it, it imports the modules the page imports (the method
+panel, the store, PACS: seconds on a busy machine), so that the first reader's first run does not.
 
-`GET /api/ready` answers 200 once the model is loaded, 503 while it loads or when it could not be loaded (the
-reason in its JSON): the health check (Dockerfile, docs/deploy.md). Streamlit's own /_stcore/health says OK as
-soon as the server is up, before the model is.
+`GET /api/ready` answers 200 once the model is loaded and the page's modules imported, 503 while they load or
+when the model could not be loaded (the reason in its JSON): the health check (Dockerfile, docs/deploy.md).
+Streamlit's own /_stcore/health says OK as soon as the server is up, before the model is.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,11 +25,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # from anywhere, a
 from xai_core import serving  # noqa: E402
 
 READY_ROUTE = "/api/ready"
+PAGE = Path(__file__).with_name("main.py")
+# What Streamlit itself imports only when a first page needs it: pandas (a component's data is checked for data
+# frames) and its emoji table (the page icon).
+STREAMLIT_ON_FIRST_PAGE = ("pandas", "streamlit.emojis")
+
+
+def page_modules(page: Path = PAGE) -> list[str]:
+    """The modules the page imports at its top level, as written in it (it runs on every visit, so it cannot be
+    imported itself)."""
+    modules = []
+    for node in ast.parse(page.read_text()).body:
+        if isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            modules.append(node.module)
+    return modules
+
+
+def import_page_modules() -> None:
+    for module in [*page_modules(), *STREAMLIT_ON_FIRST_PAGE]:
+        importlib.import_module(module)
 
 
 @asynccontextmanager
 async def load_model_at_start(_app: st.App):
-    serving.start_loading()  # in the background: the server answers (503 here) while the model loads
+    serving.start_loading(warm_up=import_page_modules)  # in the background: the server answers (503) meanwhile
     yield
 
 

@@ -19,6 +19,7 @@ so Playwright's own latency is not counted.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -45,7 +46,7 @@ NIH_IMAGES = ROOT.parent / "shared" / "data" / "nih" / "images"
 
 
 # Page-side timestamps (performance.now(), ms since the navigation started): mouse presses and each overlay drawn
-# (app/image_pair.js sets the overlay pane's data-drawn once its canvases hold the new map).
+# (app/image_pair/ sets the overlay pane's data-drawn once its canvases hold the new map).
 PAGE_CLOCK = """
 window.__viewerTimes = {presses: [], overlays: []};
 document.addEventListener('pointerdown', () => window.__viewerTimes.presses.push(performance.now()), true);
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=8)
     args = parser.parse_args()
+    print(f"load average at the start (1, 5, 15 min; {os.cpu_count()} cores): {_load()}")
 
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -113,6 +115,11 @@ def main() -> None:
             with running_viewer(script=ROOT / "benchmarks" / "bare_streamlit_page.py") as (reference_url, _reference):
                 measure(args, url, process, reference_url, browser, usable_after_health)
         browser.close()
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def first_heatmap_after(healthy: float, browser, url: str) -> float:

@@ -114,7 +114,7 @@ def wait_until_idle(page, timeout_ms: int = 180_000) -> None:
 
 # The findings table's rows (app/pathology_table.js), most probable first; the one shown is aria-selected.
 FINDING_ROWS = ".cxr-findings tbody tr"
-# The image panes (app/image_pair.js): the radiograph, then the overlay, each a stack of canvases drawn in the
+# The image panes (app/image_pair/): the radiograph, then the overlay, each a stack of canvases drawn in the
 # browser; the overlay pane's data-drawn names what it shows (image, pathology, layers, settings) once drawn.
 PANE_IMAGES = ".cxr-pair .cxr-stack"
 OVERLAY_IMAGE = ".cxr-pair [data-pane='overlay'] .cxr-stack"

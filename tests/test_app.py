@@ -30,17 +30,18 @@ APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
 @pytest.fixture
 def forward_passes(monkeypatch) -> list[str]:
-    """The sha256 of every image the page runs the model on (the page imports explain() on each run)."""
+    """The sha256 of every image the page asks the model about (the page imports serving.explained() on each run;
+    the sample's explanation is made at start, so its forward pass is not the page's: tests/test_serving.py)."""
     serving.shared_model()  # loaded and warmed up on the sample before counting (xai_core.serving)
     st.cache_data.clear()
     calls: list[str] = []
-    original = explanation_module.explain
+    original = serving.explained
 
-    def counting(model, xray):
+    def counting(xray):
         calls.append(xray.sha256)
-        return original(model, xray)
+        return original(xray)
 
-    monkeypatch.setattr(explanation_module, "explain", counting)
+    monkeypatch.setattr(serving, "explained", counting)
     return calls
 
 
@@ -249,10 +250,10 @@ def test_a_corrupt_upload_shows_its_message_and_the_next_image_works(forward_pas
 def test_an_unexpected_failure_shows_a_generic_message_only(monkeypatch):
     st.cache_data.clear()
 
-    def failing(model, xray):
+    def failing(xray):
         raise RuntimeError("PatientName=Doe^Jane at /secret/path")
 
-    monkeypatch.setattr(explanation_module, "explain", failing)
+    monkeypatch.setattr(serving, "explained", failing)
     at = _press(_page(), "Open sample")
     assert not at.exception
     (message,) = [error.value for error in at.error]
@@ -272,7 +273,7 @@ def test_an_nih_png_upload_is_explained_and_its_file_name_never_shown(forward_pa
 
 
 def test_the_model_reads_the_dicom_through_the_files_window_and_the_page_has_no_window_to_rerun(forward_passes):
-    """The display window lives in the image pane (app/image_pair.js; test_browser.py changes it): no widget of the
+    """The display window lives in the image pane (app/image_pair/; test_browser.py changes it): no widget of the
     page can rerun the model on windowed pixels."""
     at = _opened_sample()
     assert any("The model reads the file through level 15000, width 30000 (window tags)" in caption.value

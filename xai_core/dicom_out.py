@@ -43,7 +43,7 @@ from .operating_points import HIGH_SPECIFICITY, POINT_NAMES
 from .overlay import DEFAULT_COLORMAP, render_overlay, resize_grey, saliency_for_display
 
 SECONDARY_CAPTURE_SERIES_NUMBER = 9901
-# The page's overlay layers (app/main.py, app/image_pair.js), in drawing order.
+# The page's overlay layers (app/main.py, app/image_pair/), in drawing order.
 HEATMAP, SALIENCY, OUTLINE = "heatmap", "saliency", "outline"
 OVERLAY_LAYERS = (HEATMAP, SALIENCY, OUTLINE)
 

@@ -5,7 +5,7 @@ DICOM, the stored pixels otherwise; see preprocessing.InputSpec). A reader who w
 another window gets it from `DisplayValues`: the image's values at display size, coded
 as 16-bit integers, with the file's window and presets in the image's own units
 (modality values for a greyscale DICOM, pixel values otherwise). The page's image pane
-(app/image_pair.js) applies a window to these codes in the browser, as `render` does here.
+(app/image_pair/) applies a window to these codes in the browser, as `render` does here.
 """
 
 from __future__ import annotations
