@@ -18,11 +18,11 @@ def test_each_epoch_is_a_balanced_shuffled_draw_split_between_processes():
     sources = ["nih"] * 100 + ["pediatric"] * 500
     bank = ImageBank(pixels=torch.zeros(600, 1, 1, dtype=torch.uint8), labels=torch.zeros(600, 14), sources=sources)
     config = TrainConfig(out=Path("unused.json"), work_dir=Path("unused"), shares={"nih": 0.5})
-    first, second = rank_order(bank, 0, config, 0, 2), rank_order(bank, 0, config, 1, 2)
+    first, second = rank_order(bank.sources, 0, config, 0, 2), rank_order(bank.sources, 0, config, 1, 2)
     assert len(first) == len(second) == 300
     for part in (first[:100], first[100:200], second[:100]):  # NIH images spread through the epoch, not in a block
         assert 0.35 < float((part < 100).float().mean()) < 0.65
-    assert not torch.equal(rank_order(bank, 1, config, 0, 2), first)  # a new draw each epoch
+    assert not torch.equal(rank_order(bank.sources, 1, config, 0, 2), first)  # a new draw each epoch
 
 
 def _film(path: Path, width: int = 160, height: int = 80) -> Path:

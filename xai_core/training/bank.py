@@ -158,9 +158,10 @@ def epoch_plan(sources: list[str], epoch: int, seed: int, shares: dict[str, floa
     return torch.multinomial(source_weights(sources, shares), len(sources), replacement=True, generator=generator)
 
 
-def rank_order(bank: ImageBank, epoch: int, config: TrainConfig, rank: int, world: int) -> torch.Tensor:
-    """The film indices this process trains on in this epoch: its DistributedSampler share of the plan."""
-    plan = _Plan(epoch_plan(bank.sources, epoch, config.seed, config.shares))
+def rank_order(sources: list[str], epoch: int, config: TrainConfig, rank: int, world: int) -> torch.Tensor:
+    """The indices (films, or cached views of films) this process trains on in this epoch, given each one's
+    source: its DistributedSampler share of the plan."""
+    plan = _Plan(epoch_plan(sources, epoch, config.seed, config.shares))
     sampler = DistributedSampler(plan, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
     return torch.tensor([plan[position] for position in sampler], dtype=torch.long)
 

@@ -63,6 +63,10 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
                                     "checkpoint's on the same augmented films, so that the location losses move the "
                                     "maps rather than the predictions" if config.distil > 0 else "no"),
         "batchnorm_statistics": "kept from the starting checkpoint" if config.freeze_batchnorm else "updated by training",
+        "augmentation": (f"{config.cached_views} fixed augmented views per film, their layer3 features computed once "
+                         "(every boxed film, up to "
+                         f"{config.cached_films_per_source} others per source); layer4 and the head trained on them"
+                         if config.cached_views > 0 else "a new augmentation of every film at every step"),
     }
 
 

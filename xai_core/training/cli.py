@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="weight of the loss keeping the 14 outputs close to the --init-from checkpoint's on the "
                              "same augmented films (binary KL), so that box losses move the maps, not the "
                              "predictions; 0 = off")
+    parser.add_argument("--cached-views", type=int, default=0, metavar="N",
+                        help="with --freeze-through layer3: run N augmented views of each cached film through the "
+                             "frozen blocks once (saved in the work folder) and train layer4 and the head on them; "
+                             "several times faster on a CPU, at the cost of fresh augmentation at every step")
+    parser.add_argument("--cached-films-per-source", type=int, default=400, metavar="N",
+                        help="with --cached-views: every film with a box, and up to N others of each source")
     parser.add_argument("--freeze-batchnorm", action="store_true",
                         help="keep every BatchNorm's running statistics as the starting checkpoint has them (its "
                              "scale and shift still train): batches that mix sources do not shift them")

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from .augment import augment, box_masks, random_affine
 from .bank import ImageBank, count_sources, rank_order, read_training_boxes, training_cases
 from .card import write_card
 from .config import BLOCKS, TrainConfig
+from .feature_bank import FeatureBank, last_block, load_or_build
 from .validation import predict, val_thresholds, validation_report
 
 log = logging.getLogger("xai_core.train")
@@ -184,9 +186,17 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
         log.info("resumed from step %d (best validation score %.4f)", step, best["score"])
     network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed else model
+    cached = None
+    if config.cached_views > 0:
+        if config.freeze_through != "layer3" or config.equivariance > 0 or distributed:
+            raise SystemExit("--cached-views trains layer4 and the head on fixed views: it needs --freeze-through "
+                             "layer3, no --equivariance and one process.")
+        cached = load_or_build(config.work_dir / "feature_bank.pt", model.network, reference, train_bank, config,
+                               spec.normalise, device)
+    sources = cached.sources(train_bank) if cached is not None else train_bank.sources
 
     per_rank = config.batch_size // world
-    steps_per_epoch = max(1, len(train_bank.sources) // config.batch_size)
+    steps_per_epoch = max(1, len(sources) // config.batch_size)
     log.info("training %d images (%s, %d boxes), validating on %d (%d boxes), %d steps of %d images, %d px, "
              "frozen through %s, %d process(es) on %s", len(train_cases), count_sources(train_bank.sources),
              len(train_bank.boxes), len(val_bank.sources) if val_bank else 0, len(val_bank.boxes) if val_bank else 0,
@@ -195,13 +205,15 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     loss_average = None
     while step < config.steps:
         epoch, position = divmod(step, steps_per_epoch)
-        order = rank_order(train_bank, epoch, config, rank, world)
+        order = rank_order(sources, epoch, config, rank, world)
         while position < steps_per_epoch and step < config.steps:
             indices = order[position * per_rank : (position + 1) * per_rank]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            losses = _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
-                           pos_weight, opacity_pos_weight)
+            losses = (_cached_step(model, cached, train_bank, indices, config, device, prior, pos_weight,
+                                   opacity_pos_weight) if cached is not None else
+                      _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
+                            pos_weight, opacity_pos_weight))
             weights = (1.0, config.opacity_loss, config.attention_prior, config.box_loss, config.negative_evidence,
                        config.equivariance, config.distil)
             loss = sum(weight * value for weight, value in zip(weights, losses) if weight > 0)
@@ -247,16 +259,60 @@ def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: Im
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
     pixels = bank.pixels[indices].to(device).float() / 255.0
     theta = random_affine(len(indices), config, generator)
-    targets, opacity = bank.labels[indices].to(device), bank.opacity[indices].to(device)
-    fits_prior = torch.tensor([bank.sources[i] not in PRIOR_EXEMPT for i in indices.tolist()], device=device)
-    boxes = bank.boxes_of(indices)
+    batch = _Batch(theta, bank.labels[indices].to(device), bank.opacity[indices].to(device),
+                   _fits_prior(bank, indices, device), bank.boxes_of(indices))
     cells = None
     if config.equivariance > 0:  # each film twice: the second view moved by whole cells of the map
         cells = SHIFTS[int(torch.randint(len(SHIFTS), (1,), generator=generator))]
         theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // 32)])
-        pixels, targets, fits_prior = pixels.repeat(2, 1, 1), targets.repeat(2, 1), fits_prior.repeat(2)
-        opacity = opacity.repeat(2)
+        batch = _Batch(theta, batch.targets.repeat(2, 1), batch.opacity.repeat(2), batch.fits_prior.repeat(2),
+                       batch.boxes)
+        pixels = pixels.repeat(2, 1, 1)
     inputs = spec.normalise(augment(pixels, theta, config, generator)).contiguous(memory_format=torch.channels_last)
+    _train_mode(network, model, config)
+    with autocast(device):
+        logits, opacity_logit, features = network(inputs)
+    reference_logits = None
+    if reference is not None:
+        with torch.no_grad(), autocast(device):
+            reference_logits = reference(inputs)
+    return _losses(model, batch, logits, opacity_logit, features, reference_logits, cells, config, prior,
+                   pos_weight, opacity_pos_weight)
+
+
+def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, views: torch.Tensor,
+                 config: TrainConfig, device: torch.device, prior: torch.Tensor, pos_weight: torch.Tensor,
+                 opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One batch's losses from cached layer3 features (feature_bank.py): layer4 and the head run here."""
+    films = cached.films[views]
+    batch = _Batch(cached.theta[views], bank.labels[films].to(device), bank.opacity[films].to(device),
+                   _fits_prior(bank, films, device), bank.boxes_of(films))
+    _train_mode(model, model, config)
+    with autocast(device):
+        logits, features = last_block(model.network, cached.features[views].to(device).float())
+    opacity_logit = model.opacity(features.float().mean((2, 3))).squeeze(1)
+    reference_logits = cached.reference[views].to(device) if config.distil > 0 else None
+    return _losses(model, batch, logits, opacity_logit, features, reference_logits, None, config, prior,
+                   pos_weight, opacity_pos_weight)
+
+
+@dataclass
+class _Batch:
+    """What the losses need of a batch besides the network's outputs: each film's warp, labels (NaN unknown),
+    RSNA opacity, whether the adult prior fits it, and its boxes (bank.ImageBank.boxes_of)."""
+
+    theta: torch.Tensor
+    targets: torch.Tensor
+    opacity: torch.Tensor
+    fits_prior: torch.Tensor
+    boxes: torch.Tensor
+
+
+def _fits_prior(bank: ImageBank, films: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return torch.tensor([bank.sources[i] not in PRIOR_EXEMPT for i in films.tolist()], device=device)
+
+
+def _train_mode(network: nn.Module, model: TrainingNetwork, config: TrainConfig) -> None:
     network.train()
     for module in frozen_modules(model.network, config.freeze_through):
         module.eval()  # frozen BatchNorm keeps its running statistics
@@ -264,30 +320,31 @@ def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: Im
         for module in model.network.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
-    with autocast(device):
-        logits, opacity_logit, features = network(inputs)
-    zero = torch.zeros((), device=device)
-    classification = masked_bce(logits, targets, pos_weight)
-    opacity_loss = (masked_bce(opacity_logit.unsqueeze(1), opacity.unsqueeze(1), opacity_pos_weight)
+
+
+def _losses(model: TrainingNetwork, batch: _Batch, logits: torch.Tensor, opacity_logit: torch.Tensor,
+            features: torch.Tensor, reference_logits: torch.Tensor | None, cells: tuple[int, int] | None,
+            config: TrainConfig, prior: torch.Tensor, pos_weight: torch.Tensor,
+            opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    zero = torch.zeros((), device=logits.device)
+    classification = masked_bce(logits, batch.targets, pos_weight)
+    opacity_loss = (masked_bce(opacity_logit.unsqueeze(1), batch.opacity.unsqueeze(1), opacity_pos_weight)
                     if config.opacity_loss > 0 else zero)
     head_weight, _ = model.head()
     cams = pooled_linear_cams(features, head_weight) if config.attention_prior > 0 or config.box_loss > 0 else None
-    outside = (prior_loss(cams[:, : len(PATHOLOGIES)], theta, prior,
-                          evidence_weights(logits, targets) * fits_prior.float().unsqueeze(1))
+    outside = (prior_loss(cams[:, : len(PATHOLOGIES)], batch.theta, prior,
+                          evidence_weights(logits, batch.targets) * batch.fits_prior.float().unsqueeze(1))
                if config.attention_prior > 0 else zero)
-    boxed = (box_loss(cams, boxes, box_masks(boxes, theta, config.image_size, tuple(cams.shape[-2:])))
+    boxed = (box_loss(cams, batch.boxes, box_masks(batch.boxes, batch.theta, config.image_size, tuple(cams.shape[-2:])))
              if config.box_loss > 0 else zero)
-    absent = (evidence_on_negatives(features, model.network.fc.weight, targets)
+    absent = (evidence_on_negatives(features, model.network.fc.weight, batch.targets)
               if config.negative_evidence > 0 else zero)
     unmoved = zero
     if cells is not None:
         first, second = features.chunk(2)
         unmoved = map_equivariance(first, second, model.network.fc.weight, cells,
-                                   evidence_weights(logits, targets).chunk(2)[0])
-    drift = zero
-    if reference is not None:
-        with torch.no_grad(), autocast(device):
-            drift = output_drift(logits, reference(inputs))
+                                   evidence_weights(logits, batch.targets).chunk(2)[0])
+    drift = output_drift(logits, reference_logits) if reference_logits is not None else zero
     return classification, opacity_loss, outside, boxed, absent, unmoved, drift
 
 

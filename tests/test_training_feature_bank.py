@@ -1,0 +1,149 @@
+"""Training layer4 from cached layer3 features: the same network, the same losses, a fraction of the cost."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from xai_core.data import read_label_csv
+from xai_core.imaging import read_xray
+from xai_core.model import DEFAULT_CARD, load_model
+from xai_core.preprocessing import InputSpec
+from xai_core.samples import sample_images
+from xai_core.training.attention import anatomical_priors, positive_weights
+from xai_core.training.augment import augment, random_affine
+from xai_core.training.bank import ImageBank, read_training_boxes
+from xai_core.training.config import TrainConfig
+from xai_core.training.feature_bank import build, cached_films, last_block, through_layer3
+from xai_core.training.loop import TrainingNetwork, _Batch, _cached_step, _fits_prior, _losses, _train_mode
+
+
+def test_layer4_and_the_head_on_layer3_features_are_the_network_forward_pass():
+    model = load_model(DEFAULT_CARD, device="cpu")
+    network = model.network.eval()
+    inputs = model.input_spec.prepare(read_xray(next(iter(sample_images().values()))).pixels)
+    with torch.no_grad():
+        logits, features = last_block(network, through_layer3(network, inputs))
+        assert torch.allclose(logits, network(inputs), atol=1e-5)
+        assert features.shape[-2:] == (inputs.shape[-1] // 32,) * 2
+
+
+def test_every_boxed_film_is_cached_and_the_others_are_capped_per_source():
+    sources = ["nih"] * 10 + ["rsna"] * 6 + ["jsrt"] * 2
+    boxes = torch.tensor([[3, 0, 0.1, 0.1, 0.3, 0.3], [12, 14, 0.2, 0.2, 0.5, 0.6], [12, 6, 0.2, 0.2, 0.5, 0.6]])
+    bank = ImageBank(pixels=torch.zeros((18, 8, 8), dtype=torch.uint8), labels=torch.zeros((18, 14)),
+                     sources=sources, boxes=boxes)
+    chosen = cached_films(bank, per_source=2)
+    assert {3, 12} <= set(chosen)
+    counts = {name: sum(1 for film in chosen if sources[film] == name) for name in ("nih", "rsna", "jsrt")}
+    assert counts == {"nih": 3, "rsna": 3, "jsrt": 2}  # two unboxed each (jsrt has only two), plus the boxed
+    assert cached_films(bank, per_source=0) == [3, 12]
+
+
+def _boxed_bank(shared_data: Path, size: int, count: int) -> ImageBank:
+    boxed = shared_data / "nih_boxed"
+    findings = read_training_boxes([(boxed / "boxes.csv", boxed / "images")])
+    cases = [case for case in read_label_csv(boxed / "labels.csv", boxed / "images", source="nih_boxed")
+             if case.image in findings][:count]
+    return ImageBank.load(cases, size, "training", findings)
+
+
+def test_a_cached_view_gives_the_losses_its_pixels_give(shared_data, tmp_path):
+    """The cached path (layer4 on stored layer3 features, the view's warp and boxes) scores a view as the
+    pixel path scores the same augmented film; only the float16 storage of the features differs."""
+    bank = _boxed_bank(shared_data, 96, 4)
+    config = TrainConfig(out=tmp_path / "m.json", work_dir=tmp_path, image_size=96, cached_views=1, seed=3,
+                         freeze_through="layer3", freeze_batchnorm=True, box_loss=2.0, attention_prior=1.0,
+                         distil=1.0, init_from=DEFAULT_CARD)
+    spec = InputSpec(size=96)
+    model = TrainingNetwork(load_model(DEFAULT_CARD, device="cpu").network)
+    reference = load_model(DEFAULT_CARD, device="cpu").network.eval()
+    films = [0, 1, 2, 3]
+    cached = build(model.network, reference, bank, films, config, spec.normalise, torch.device("cpu"))
+    assert cached.features.dtype == torch.float16 and torch.equal(cached.films, torch.tensor(films))
+    assert len(bank.boxes_of(cached.films)) > 0
+
+    prior, pos_weight = anatomical_priors(96), positive_weights(bank.labels)
+    opacity_weight = positive_weights(bank.opacity.unsqueeze(1))
+    views = torch.arange(4)
+    from_cache = _cached_step(model, cached, bank, views, config, torch.device("cpu"), prior, pos_weight,
+                              opacity_weight)
+
+    generator = torch.Generator().manual_seed(config.seed * 7_919)  # view 0's draw, as build makes it
+    theta = random_affine(4, config, generator)
+    inputs = spec.normalise(augment(bank.pixels[views].float() / 255.0, theta, config, generator))
+    _train_mode(model, model, config)
+    logits, opacity_logit, features = model(inputs)
+    with torch.no_grad():
+        reference_logits = reference(inputs)
+    batch = _Batch(theta, bank.labels[views], bank.opacity[views], _fits_prior(bank, views, torch.device("cpu")),
+                   bank.boxes_of(views))
+    from_pixels = _losses(model, batch, logits, opacity_logit, features, reference_logits, None, config, prior,
+                          pos_weight, opacity_weight)
+    assert torch.allclose(cached.theta, theta)
+    for name, cached_value, pixel_value in zip(("classification", "prior", "box", "drift"),
+                                               (from_cache[0], from_cache[2], from_cache[3], from_cache[6]),
+                                               (from_pixels[0], from_pixels[2], from_pixels[3], from_pixels[6])):
+        assert cached_value.item() == pytest.approx(pixel_value.item(), rel=2e-2, abs=2e-3), name
+    assert 0 < float(from_cache[3]) < 1  # the boxes were scored
+
+
+def _subset(shared_data: Path, path: Path, split: str, count: int) -> Path:
+    with open(shared_data / "nih_boxed" / "boxes.csv", newline="") as handle:
+        boxed = {row["image"] for row in csv.DictReader(handle)}
+    with open(shared_data / "nih_boxed" / "labels.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == split and row["image"] in boxed][:count]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _train(shared_data: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    boxed = shared_data / "nih_boxed"
+    command = [
+        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
+        "--work-dir", str(tmp_path / "work"),
+        "--csv", str(_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
+        "--val-csv", str(_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
+        "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
+        "--image-size", "96", "--batch-size", "4", "--warmup-steps", "1", "--lr", "1e-4", "--box-loss", "2.0",
+        "--distil", "1.0", "--freeze-batchnorm", "--device", "cpu", *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)
+
+
+def test_cached_training_changes_layer4_and_the_head_only_and_reuses_its_bank_on_resume(shared_data, tmp_path):
+    result = _train(shared_data, tmp_path, "--steps", "2", "--validate-every", "2", "--freeze-through", "layer3",
+                    "--cached-views", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (tmp_path / "work" / "train.log").read_text()
+    assert "cached view 2/2 of 4 films" in log
+    outside = [float(value) for value in re.findall(r"box evidence outside ([0-9.]+)", log)]
+    assert outside and 0 < outside[-1] < 1
+    reference = load_model(DEFAULT_CARD, device="cpu").network.state_dict()
+    tuned = load_model(tmp_path / "out" / "m.json", device="cpu").network.state_dict()
+    changed = {name.split(".")[0] for name, tensor in tuned.items() if not torch.equal(tensor, reference[name])}
+    assert changed == {"layer4", "fc"}, changed
+    card = load_model(tmp_path / "out" / "m.json", device="cpu").card
+    assert card.training["box_supervision"]["augmentation"].startswith("2 fixed augmented views per film")
+
+    resumed = _train(shared_data, tmp_path, "--steps", "3", "--validate-every", "3", "--freeze-through", "layer3",
+                     "--cached-views", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = (tmp_path / "work" / "train.log").read_text()
+    assert "resumed from step 2" in log and "cached features read from" in log
+
+
+def test_cached_views_without_layer3_frozen_are_refused_with_a_reason(shared_data, tmp_path):
+    result = _train(shared_data, tmp_path, "--steps", "1", "--freeze-through", "layer2", "--cached-views", "2")
+    assert result.returncode != 0
+    assert "--cached-views trains layer4 and the head on fixed views: it needs --freeze-through layer3" in result.stderr
