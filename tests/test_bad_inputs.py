@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -182,6 +183,17 @@ class Case:
     check: Callable[[XRay, Corpus], None] | None = None  # further checks of a read
 
 
+def readable_dicom(kind: str, name: str, shape: tuple[int, int], **expected: Any) -> Case:
+    """A pydicom test file that must read as DICOM to `shape` (rows, columns), with the `expected` notices and check."""
+    return Case(kind, lambda c: c.dicom(name), shape=shape, image_format="DICOM", **expected)
+
+
+def first_frame_read(kind: str, container: str, image_format: str, **expected: Any) -> Case:
+    """The NIH film and its negative in one `container` file (animation), which must read as the film, saying so."""
+    return Case(kind, lambda c: animation(c, container), shape=(512, 512), image_format=image_format,
+                notices=(f"Multi-frame {image_format}: showing frame 1 of 2.",), **expected)
+
+
 def same_pixels_as(name: str) -> Callable[[XRay, Corpus], None]:
     def check(xray: XRay, corpus: Corpus) -> None:
         np.testing.assert_array_equal(xray.pixels, read_xray(corpus.dicom(name)).pixels)
@@ -287,21 +299,8 @@ CASES = [
     Case("animated GIF", lambda c: animation(c, "GIF"), says=("This is a GIF file", READABLE)),
     Case("multi-page TIFF", lambda c: animation(c, "TIFF"), says=("This is a TIFF file", READABLE)),
     Case("animated WebP", lambda c: animation(c, "WEBP"), says=("This is a WebP file", READABLE)),
-    Case(
-        "animated PNG",
-        lambda c: animation(c, "PNG"),
-        shape=(512, 512),
-        image_format="PNG",
-        notices=("Multi-frame PNG: showing frame 1 of 2.",),
-        check=nih_pixels,
-    ),
-    Case(
-        "multi-picture JPEG",
-        lambda c: animation(c, "MPO"),
-        shape=(512, 512),
-        image_format="JPEG",
-        notices=("Multi-frame JPEG: showing frame 1 of 2.",),
-    ),
+    first_frame_read("animated PNG", "PNG", "PNG", check=nih_pixels),
+    first_frame_read("multi-picture JPEG", "MPO", "JPEG"),
     # DICOM objects that are not images
     Case("DICOM RT plan", lambda c: c.dicom("rtplan.dcm"), says=("contains no image", "RT Plan Storage", "radiograph")),
     Case("DICOM SR", lambda c: c.dicom("test-SR.dcm"), says=("contains no image", "Comprehensive SR Storage")),
@@ -327,37 +326,13 @@ CASES = [
         lambda c: with_transfer_syntax(c.dicom("CT_small.dcm"), "1.2.3.4"),
         says=("cannot decode", "Export it uncompressed"),
     ),
-    Case(
-        "big-endian multi-frame DICOM",
-        lambda c: c.dicom("emri_small_big_endian.dcm"),
-        shape=(64, 64),
-        image_format="DICOM",
-        notices=("Multi-frame DICOM: showing frame 1 of 10.",),
-        check=same_pixels_as("emri_small.dcm"),
-    ),
-    Case(
-        "big-endian DICOM",
-        lambda c: c.dicom("MR_small_bigendian.dcm"),
-        shape=(64, 64),
-        image_format="DICOM",
-        check=same_pixels_as("MR_small.dcm"),
-    ),
-    Case("deflated DICOM", lambda c: c.dicom("image_dfl.dcm"), shape=(512, 512), image_format="DICOM"),
-    Case(
-        "RLE DICOM",
-        lambda c: c.dicom("MR_small_RLE.dcm"),
-        shape=(64, 64),
-        image_format="DICOM",
-        check=same_pixels_as("MR_small.dcm"),
-    ),
-    Case("JPEG lossless DICOM", lambda c: c.dicom("JPEG-LL.dcm"), shape=(1024, 256), image_format="DICOM"),
-    Case(
-        "signed DICOM with rescale",
-        lambda c: c.dicom("CT_small.dcm"),
-        shape=(128, 128),
-        image_format="DICOM",
-        check=hounsfield_units,
-    ),
+    readable_dicom("big-endian multi-frame DICOM", "emri_small_big_endian.dcm", (64, 64),
+                   notices=("Multi-frame DICOM: showing frame 1 of 10.",), check=same_pixels_as("emri_small.dcm")),
+    readable_dicom("big-endian DICOM", "MR_small_bigendian.dcm", (64, 64), check=same_pixels_as("MR_small.dcm")),
+    readable_dicom("deflated DICOM", "image_dfl.dcm", (512, 512)),
+    readable_dicom("RLE DICOM", "MR_small_RLE.dcm", (64, 64), check=same_pixels_as("MR_small.dcm")),
+    readable_dicom("JPEG lossless DICOM", "JPEG-LL.dcm", (1024, 256)),
+    readable_dicom("signed DICOM with rescale", "CT_small.dcm", (128, 128), check=hounsfield_units),
     Case(
         "signed DICOM, negative values, no rescale",
         signed_without_rescale,
@@ -365,36 +340,15 @@ CASES = [
         image_format="DICOM",
         check=negative_values_kept,
     ),
-    Case(
-        "multi-frame DICOM",
-        lambda c: c.dicom("emri_small.dcm"),
-        shape=(64, 64),
-        image_format="DICOM",
-        notices=("Multi-frame DICOM: showing frame 1 of 10.",),
-        check=first_dicom_frame,
-    ),
-    Case(
-        "RGB DICOM",
-        lambda c: c.dicom("SC_rgb.dcm"),
-        shape=(100, 100),
-        image_format="DICOM",
-        notices=("Colour DICOM image (RGB): converted to greyscale.",),
-    ),
-    Case(
-        "YBR_FULL DICOM",
-        lambda c: c.dicom("SC_ybr_full_uncompressed.dcm"),
-        shape=(100, 100),
-        image_format="DICOM",
-        notices=("Colour DICOM image (YBR_FULL): converted to greyscale.",),
-    ),
-    Case(
-        "YBR_FULL_422 DICOM",
-        lambda c: c.dicom("SC_ybr_full_422_uncompressed.dcm"),
-        shape=(100, 100),
-        image_format="DICOM",
-        notices=("Colour DICOM image (YBR_FULL_422): converted to greyscale.",),
-    ),
-    Case("DICOM with a broken sequence", lambda c: c.dicom("bad_sequence.dcm"), shape=(512, 512), image_format="DICOM"),
+    readable_dicom("multi-frame DICOM", "emri_small.dcm", (64, 64),
+                   notices=("Multi-frame DICOM: showing frame 1 of 10.",), check=first_dicom_frame),
+    readable_dicom("RGB DICOM", "SC_rgb.dcm", (100, 100),
+                   notices=("Colour DICOM image (RGB): converted to greyscale.",)),
+    readable_dicom("YBR_FULL DICOM", "SC_ybr_full_uncompressed.dcm", (100, 100),
+                   notices=("Colour DICOM image (YBR_FULL): converted to greyscale.",)),
+    readable_dicom("YBR_FULL_422 DICOM", "SC_ybr_full_422_uncompressed.dcm", (100, 100),
+                   notices=("Colour DICOM image (YBR_FULL_422): converted to greyscale.",)),
+    readable_dicom("DICOM with a broken sequence", "bad_sequence.dcm", (512, 512)),
     # DICOM headers that contradict the pixels
     Case(
         "DICOM rescale slope NaN",

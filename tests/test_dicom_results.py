@@ -5,6 +5,7 @@ test_pacs.py.)"""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,8 +19,10 @@ from orthanc_server import require_tool
 from xai_core import dicom_out, dicom_source, dicom_sr
 from xai_core.errors import XRayError
 from xai_core.explanation import explain, saliency
+from xai_core.findings import findings
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
+from xai_core.operating_points import POINT_NAMES
 from xai_core.overlay import outline_polygons, render_overlay, saliency_for_display
 
 
@@ -93,6 +96,38 @@ def test_structured_report_records_the_operating_point_the_reader_flagged_at(res
     assert f"flagged at the high sensitivity point, chosen on {chosen_on}" in findings["Edema"].algorithm_parameters
     with pytest.raises(XRayError, match="Unknown operating point"):
         dicom_sr.structured_report(source, explanation, model, point="youden")
+
+
+# What the Secondary Capture says of its pathology: "<name>: probability 0.123, flagged at the high specificity
+# point (0.131)", or "..., not flagged: <why the card has no such point>".
+_SC_FLAG = re.compile(r"probability [0-9.]+, (?:(?P<side>flagged|not flagged) at the (?P<point>[a-z ]+) point "
+                      r"\((?P<cut>[0-9.]+)\)|not flagged: )")
+
+
+@pytest.mark.parametrize("point", list(POINT_NAMES))
+def test_secondary_capture_and_structured_report_flag_what_the_findings_flag(results, model, point) -> None:
+    """The SR's and each pathology's SC's flags and thresholds are those of `findings` (the page's, the CLI's and
+    the JSON record's) at the operating point flagged at: none of them can use another threshold."""
+    source, xray, explanation, _made = results
+    found = {finding.label: finding for finding in findings(explanation, model.card, point)}
+    flagged = {label for label, finding in found.items() if finding.flagged}
+    assert flagged and set(PATHOLOGIES) - flagged  # the film is flagged for some pathologies, not for others
+    reported = dicom_sr.read_findings(dicom_sr.structured_report(source, explanation, model, point=point))
+    assert {label for label, finding in reported.items() if finding.flagged} == flagged
+    assert {label: (f.threshold, f.flagged, f.evidence) for label, f in reported.items()} == {
+        label: (None if f.cut is None else pytest.approx(f.cut), f.flagged, f.evidence) for label, f in found.items()}
+    stated = {}
+    for label in PATHOLOGIES:
+        image = dicom_out.secondary_capture(source, xray, explanation, model, label=label,
+                                            overlay=dicom_out.BurnedOverlay(layers=()), point=point)
+        said = _SC_FLAG.search(image.ImageComments)
+        assert said is not None, image.ImageComments
+        assert said["point"] in (None, POINT_NAMES[point])
+        stated[label] = (said["side"] == "flagged", said["cut"])
+        assert f"evidence on test films: {found[label].verdict_words.replace('–', '-')}." in image.ImageComments
+    assert {label for label, (is_flagged, _cut) in stated.items() if is_flagged} == flagged
+    assert {label: cut for label, (_side, cut) in stated.items()} == {
+        label: None if f.cut is None else f"{f.cut:.3f}" for label, f in found.items()}
 
 
 def test_structured_report_keeps_a_finding_whose_map_has_no_outline(results, model, tmp_path) -> None:

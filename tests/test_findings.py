@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from xai_core.errors import XRayError
 from xai_core.explanation import explain
 from xai_core.findings import by_probability, findings
 from xai_core.imaging import read_xray
@@ -65,7 +66,7 @@ def test_a_finding_holds_the_cards_point_and_verdict_for_the_films_probability(s
 
 
 def test_an_unknown_point_is_refused(sample, card):
-    with pytest.raises(ValueError, match="high_specificity"):
+    with pytest.raises(XRayError, match="Unknown operating point 'youden': choose high_specificity or"):
         findings(sample[1], card, "youden")
 
 

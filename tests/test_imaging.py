@@ -87,12 +87,17 @@ def full_range(values: np.ndarray) -> np.ndarray:
     return (values - values.min()) / (values.max() - values.min())
 
 
+def first_film(folder: Path, pattern: str, kind: str) -> Path:
+    """The first of the shared data folder's films matching `pattern` in `folder`; the test skips without one."""
+    paths = sorted(folder.glob(pattern))
+    if not paths:
+        pytest.skip(f"no {kind} in the shared data folder")
+    return paths[0]
+
+
 @pytest.fixture(scope="session")
 def nih_png(shared_data: Path) -> Path:
-    paths = sorted((shared_data / "nih" / "images").glob("*.png"))
-    if not paths:
-        pytest.skip("no NIH PNG in the shared data folder")
-    return paths[0]
+    return first_film(shared_data / "nih" / "images", "*.png", "NIH PNG")
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +110,7 @@ def nih_grey(nih_png: Path) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def pediatric_jpeg(shared_data: Path) -> Path:
-    paths = sorted((shared_data / "pediatric_pneumonia" / "images").glob("*.jpeg"))
-    if not paths:
-        pytest.skip("no pediatric JPEG in the shared data folder")
-    return paths[0]
+    return first_film(shared_data / "pediatric_pneumonia" / "images", "*.jpeg", "pediatric JPEG")
 
 
 # --- PNG and JPEG -------------------------------------------------------------------

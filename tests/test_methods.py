@@ -167,6 +167,24 @@ def test_superpixel_method_puts_its_maximum_in_the_one_patch_the_model_reads(pat
     assert np.abs(raw[outside]).max() < 0.1 * raw.max()
 
 
+@pytest.mark.parametrize("method", ["gradient_shap", "kernel_shap"])
+def test_sampling_method_repeats_for_its_seed_and_leaves_the_callers_random_state(small_model, chest, method):
+    pixels = chest.pixels[::16, ::16]
+
+    def drawn(seed: int) -> np.ndarray:
+        options = {**CHEAP_OPTIONS[method], "seed": seed}
+        return attribute(small_model, pixels, "Effusion", method, options=options).map("Effusion")
+
+    torch.manual_seed(1234)
+    np.random.seed(1234)  # the global generator Captum draws from
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    first = drawn(0)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)  # the caller's draws are not disturbed
+    assert np.array_equal(np.random.get_state()[1], numpy_state[1])
+    np.testing.assert_array_equal(drawn(0), first)
+    assert not np.array_equal(drawn(1), first)
+
+
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_a_map_at_the_image_resolution_with_its_cost(small_model, chest, method):
     pixels = chest.pixels[::16, ::16]  # a 123 x 116 film: not the input size, not square

@@ -35,6 +35,8 @@ class LabelCalibration:
 
 @dataclass(frozen=True)
 class Calibration:
+    """The card's `calibration` section (python -m xai_core calibrate): how, on what, and each label's scaling."""
+
     method: str
     images: int
     data: str
@@ -161,6 +163,9 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class LabelOperatingPoints:
+    """One label's verdict on the test films and its two points; a point the validation films could not support
+    is None, with the reason in `missing`."""
+
     verdict: Verdict
     high_sensitivity: OperatingPoint | None
     high_specificity: OperatingPoint | None

@@ -7,9 +7,12 @@ the film:
 - the Secondary Capture (here) is the radiograph with exactly the overlay the reader was shown (``BurnedOverlay``:
   heatmap, saliency, outline or none, with their opacity and outline threshold) burned in, under a band of words:
   ``RESEARCH_ONLY`` and the model version, the pathology's probability against the operating point the reader
-  flagged at, and which overlay it is; the same words are in its Image Comments;
-- the Comprehensive 3D SR (dicom_sr) holds every pathology's probability, the operating point's threshold and
-  whether the probability reaches it, and its attention outlines.
+  flagged at, and which overlay it is; the same words and the verdict are in its Image Comments;
+- the Comprehensive 3D SR (dicom_sr) holds every pathology's probability, the operating point's threshold,
+  whether the probability reaches it, the verdict, and its attention outlines.
+
+Both take each pathology's flag, threshold and verdict from `findings.findings`, as the page, the command line's
+report and the JSON record do, so none of them can read one way while the others read another.
 """
 
 from __future__ import annotations
@@ -34,18 +37,18 @@ from .dicom_source import (
     to_bytes,
 )
 from .dicom_sr import structured_report
+from .display import HEATMAP, OUTLINE, SALIENCY, explanation_overlay
 from .errors import XRayError
 from .explanation import Explanation
+from .findings import findings
 from .imaging import XRay
 from .labels import PATHOLOGIES, display_name, require_label
 from .model import XRayModel
-from .operating_points import HIGH_SPECIFICITY, POINT_NAMES
-from .overlay import DEFAULT_COLORMAP, render_overlay, resize_grey, saliency_for_display
+from .operating_points import HIGH_SPECIFICITY
+from .overlay import DEFAULT_COLORMAP, saliency_for_display
 
 SECONDARY_CAPTURE_SERIES_NUMBER = 9901
-# The page's overlay layers (app/main.py, app/image_pair/), in drawing order.
-HEATMAP, SALIENCY, OUTLINE = "heatmap", "saliency", "outline"
-OVERLAY_LAYERS = (HEATMAP, SALIENCY, OUTLINE)
+OVERLAY_LAYERS = (HEATMAP, SALIENCY, OUTLINE)  # the page's layers (display), in drawing order
 
 
 @dataclass(frozen=True)
@@ -129,27 +132,17 @@ def secondary_capture(
     """The radiograph with `overlay` for `label` burned in, under the research-use notice, the finding against the
     operating point and which overlay it is."""
     label = require_label(label)
-    attention = explanation.normalized_map(label)
-    saliency = None
-    if SALIENCY in overlay.layers:
-        saliency = saliency_for_display(overlay.saliency)
-        saliency = saliency if saliency.shape == xray.pixels.shape else resize_grey(saliency, xray.pixels.shape)
-    rgb = render_overlay(
-        xray.pixels,
-        heatmap=attention if HEATMAP in overlay.layers else None,
-        saliency=saliency,
-        outline_map=attention if OUTLINE in overlay.layers else None,
-        opacity=overlay.opacity,
-        colormap=overlay.colormap,
-        threshold=overlay.outline_threshold,
-    )
-    finding = f"{display_name(label)}: probability {explanation.probability(label):.3f}, " + _flag_words(
-        model, label, explanation.probability(label), point)
+    rgb = explanation_overlay(  # as the page draws it, at the film's own resolution
+        xray.pixels, explanation, label, overlay.layers,
+        saliency=saliency_for_display(overlay.saliency) if SALIENCY in overlay.layers else None,
+        opacity=overlay.opacity, colormap=overlay.colormap, threshold=overlay.outline_threshold)
+    (finding,) = (found for found in findings(explanation, model.card, point) if found.label == label)
+    flag = f"{finding.name}: probability {finding.probability:.3f}, {finding.flag_words()}"
     shown = f"Overlay: {overlay.describe()}"
     with quiet_about_names():
         image = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=source,
-            pixel_array=_burn_in(rgb, [f"{RESEARCH_ONLY} | model {model.version}", finding, shown]),
+            pixel_array=_burn_in(rgb, [f"{RESEARCH_ONLY} | model {model.version}", flag, shown]),
             photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
             bits_allocated=8,
             coordinate_system=hd.CoordinateSystemNames.PATIENT,
@@ -166,20 +159,18 @@ def secondary_capture(
     if laterality(source):
         image.Laterality = laterality(source)
     image.BurnedInAnnotation = "YES"
-    image.ImageComments = f"{RESEARCH_ONLY}. {finding}. {shown}."
+    image.ImageComments = _in_default_repertoire(
+        f"{RESEARCH_ONLY}. {flag}; evidence on test films: {finding.verdict_words}. {shown}.")
     image.SeriesDescription = f"XAI overlay - {RESEARCH_ONLY}"
     image.DerivationDescription = f"{overlay.describe()}; model {model.version}, {display_name(label)}"[:1024]
     image.SourceImageSequence = [image_reference(source)]
     return image
 
 
-def _flag_words(model: XRayModel, label: str, probability: float, point: str) -> str:
-    """The probability against the card's operating point, e.g. "flagged at the high specificity point (0.131)"."""
-    chosen = model.card.operating_point(label, point)
-    if chosen is None:
-        return f"no {POINT_NAMES[point]} point in the model card for it"
-    side = "flagged" if probability >= chosen.threshold else "not flagged"
-    return f"{side} at the {POINT_NAMES[point]} point ({chosen.threshold:.3f})"
+def _in_default_repertoire(text: str) -> str:
+    """`text` in DICOM's default character repertoire (ASCII), e.g. the verdict's en dash as a hyphen: the Secondary
+    Capture declares no other character set."""
+    return text.translate({0x2013: "-", 0x2014: "-"}).encode("ascii", "replace").decode("ascii")
 
 
 def write_results(results: DicomResults, folder: Path, stem: str) -> list[Path]:

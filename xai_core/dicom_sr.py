@@ -2,10 +2,12 @@
 
 Per pathology: one planar ROI group per attention outline (TID 1410 holds one region per group), the outline as
 an SCOORD polygon on the source image, the probability and the threshold of the model card's operating point the
-reader flagged at (chosen on validation films) as measurements, the point's name and whether the probability
-reaches it as qualitative evaluations, and the algorithm identification (name, model version, weights sha256) on
-each. A pathology whose map has no outline is reported without a region (TID 1501); one for which the card has
-no such point gets no threshold. The SR joins the source's study in a new series (dicom_source).
+reader flagged at (chosen on validation films) as measurements, the point's name, whether the probability
+reaches it and the verdict's kind as qualitative evaluations, and the algorithm identification (name, model
+version, weights sha256) on each. A pathology whose map has no outline is reported without a region (TID 1501);
+one for which the card has no such point gets no threshold. The probability, threshold, flag and verdict are the
+pathology's `findings.Finding`, as the page, the command line and the JSON record show it. The SR joins the
+source's study in a new series (dicom_source).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from pydicom.sr.coding import Code
 from .dicom_source import MANUFACTURER, RESEARCH_ONLY, copy_patient_and_study, quiet_about_names
 from .errors import XRayError
 from .explanation import Explanation
-from .labels import PATHOLOGIES, display_name, require_label
+from .findings import Finding, findings
+from .labels import PATHOLOGIES, require_label
 from .model import XRayModel
 from .operating_points import HIGH_SENSITIVITY, HIGH_SPECIFICITY, POINT_NAMES
 from .overlay import outline_polygons
+from .verdict import NOT_SHOWN, TOO_FEW, WEAK, WORKS
 
 ALGORITHM_NAME = "cxr-xai ResNet-50 Grad-CAM++"
 STRUCTURED_REPORT_SERIES_NUMBER = 9902
@@ -38,6 +42,10 @@ _POINT_CODES = {HIGH_SPECIFICITY: "HIGH-SPECIFICITY", HIGH_SENSITIVITY: "HIGH-SE
 _NO_POINT_CODE = "NO-POINT"
 _FLAGGED_CONCEPT = hd.sr.CodedConcept(value="AT-OPERATING-POINT", scheme_designator=LABEL_SCHEME,
                                       meaning="Probability at or above the operating point")
+# The label's verdict (verdict.py) on the card's test films, by its kind; "none" where the card has no verdict.
+_EVIDENCE_CONCEPT = hd.sr.CodedConcept(value="EVIDENCE", scheme_designator=LABEL_SCHEME,
+                                       meaning="Evidence on test films")
+_EVIDENCE_CODES = {WORKS: "WORKS", WEAK: "WEAK", NOT_SHOWN: "NOT-SHOWN", TOO_FEW: "TOO-FEW", "none": "NO-VERDICT"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class ReportedFinding:
     threshold: float | None  # the operating point's; None where the model card has no such point for the label
     operating_point: str | None  # "high_specificity" or "high_sensitivity"; None where the card has none
     flagged: bool | None  # whether the probability reaches the point; None without a point
+    evidence: str  # the verdict's kind ("works", "weak", ...), "none" where the card has no verdict
     model_version: str
     algorithm: str  # Algorithm Name
     algorithm_parameters: tuple[str, ...]  # the weights' sha256 and the outline level among them
@@ -65,9 +74,8 @@ def structured_report(
     outline_threshold: float = 0.5,
 ) -> Dataset:
     """A TID 1500 Measurement Report: per pathology, its probability, the threshold of the card's operating `point`
-    (the one the reader flagged at), whether the probability reaches it, and its attention outlines."""
-    if point not in POINT_NAMES:
-        raise XRayError(f"Unknown operating point {point!r}: choose {' or '.join(POINT_NAMES)}.")
+    (the one the reader flagged at), whether the probability reaches it, its verdict and its attention outlines."""
+    found = {finding.label: finding for finding in findings(explanation, model.card, point)}
     section = model.card.operating_points
     algorithm = hd.sr.AlgorithmIdentification(
         name=ALGORITHM_NAME,
@@ -82,7 +90,7 @@ def structured_report(
     groups = [
         group
         for label in (require_label(name) for name in labels)
-        for group in _finding_groups(source, explanation, model, label, point, algorithm, outline_threshold)
+        for group in _finding_groups(source, explanation, found[label], algorithm, outline_threshold)
     ]
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -134,12 +142,14 @@ def _reported_finding(label: str, groups: list) -> ReportedFinding:
     threshold = measurements.get(codes.DCM.ThresholdValue.value)
     points_by_code = {code: point for point, code in _POINT_CODES.items()}
     flagged = evaluations.get(_FLAGGED_CONCEPT.value)
+    kinds_by_code = {code: kind for kind, code in _EVIDENCE_CODES.items()}
     return ReportedFinding(
         label=label,
         probability=float(probability.value),
         threshold=None if threshold is None else float(threshold.value),
         operating_point=points_by_code.get(evaluations[_POINT_CONCEPT.value]),
         flagged=None if flagged is None else flagged == codes.SCT.Yes.value,
+        evidence=kinds_by_code[evaluations[_EVIDENCE_CONCEPT.value]],
         model_version=_algorithm_texts(probability, codes.DCM.AlgorithmVersion)[0],
         algorithm=_algorithm_texts(probability, codes.DCM.AlgorithmName)[0],
         algorithm_parameters=tuple(_algorithm_texts(probability, codes.DCM.AlgorithmParameters)),
@@ -160,36 +170,35 @@ def _algorithm_texts(measurement: hd.sr.Measurement, name: Code) -> list[str]:
 def _finding_groups(
     source: Dataset,
     explanation: Explanation,
-    model: XRayModel,
-    label: str,
-    point: str,
+    finding: Finding,
     algorithm: hd.sr.AlgorithmIdentification,
     outline_threshold: float,
 ) -> list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations]:
-    """One planar ROI group per attention outline of `label` (TID 1410 holds one region per group)."""
-    finding = hd.sr.CodedConcept(value=_LABEL_CODES[label], scheme_designator=LABEL_SCHEME, meaning=display_name(label))
-    probability = explanation.probability(label)
-    measurements = [hd.sr.Measurement(name=codes.DCM.Probability, value=probability, unit=codes.UCUM.NoUnits,
+    """One planar ROI group per attention outline of the finding's label (TID 1410 holds one region per group)."""
+    label, point = finding.label, finding.point
+    finding_type = hd.sr.CodedConcept(value=_LABEL_CODES[label], scheme_designator=LABEL_SCHEME, meaning=finding.name)
+    measurements = [hd.sr.Measurement(name=codes.DCM.Probability, value=finding.probability, unit=codes.UCUM.NoUnits,
                                       algorithm_id=algorithm)]
-    chosen = model.card.operating_point(label, point)
-    if chosen is None:
+    if finding.cut is None:
         evaluations = [hd.sr.QualitativeEvaluation(_POINT_CONCEPT, hd.sr.CodedConcept(
             value=_NO_POINT_CODE, scheme_designator=LABEL_SCHEME, meaning=f"No {POINT_NAMES[point]} point"))]
     else:
-        measurements.append(hd.sr.Measurement(name=codes.DCM.ThresholdValue, value=chosen.threshold,
+        measurements.append(hd.sr.Measurement(name=codes.DCM.ThresholdValue, value=finding.cut,
                                               unit=codes.UCUM.NoUnits, algorithm_id=algorithm))
         evaluations = [
             hd.sr.QualitativeEvaluation(_POINT_CONCEPT, hd.sr.CodedConcept(
                 value=_POINT_CODES[point], scheme_designator=LABEL_SCHEME, meaning=POINT_NAMES[point].capitalize())),
-            hd.sr.QualitativeEvaluation(_FLAGGED_CONCEPT,
-                                        codes.SCT.Yes if probability >= chosen.threshold else codes.SCT.No),
+            hd.sr.QualitativeEvaluation(_FLAGGED_CONCEPT, codes.SCT.Yes if finding.flagged else codes.SCT.No),
         ]
+    evaluations.append(hd.sr.QualitativeEvaluation(_EVIDENCE_CONCEPT, hd.sr.CodedConcept(
+        value=_EVIDENCE_CODES[finding.evidence], scheme_designator=LABEL_SCHEME,
+        meaning=finding.evidence.capitalize())))
     polygons = outline_polygons(explanation.normalized_map(label), outline_threshold)
     if not polygons:  # a flat map or only specks: the finding is reported without a region (TID 1501)
         return [
             hd.sr.MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=display_name(label)),
-                finding_type=finding,
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=finding.name),
+                finding_type=finding_type,
                 method=codes.DCM.Saliency,
                 algorithm_id=algorithm,
                 measurements=measurements,
@@ -199,14 +208,14 @@ def _finding_groups(
     return [
         hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=hd.UID(), identifier=f"{display_name(label)} attention region {number}"
+                uid=hd.UID(), identifier=f"{finding.name} attention region {number}"
             ),
             referenced_region=hd.sr.ImageRegion(
                 graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
                 graphic_data=polygon.astype(np.float32),
                 source_image=hd.sr.SourceImageForRegion.from_source_image(source),
             ),
-            finding_type=finding,
+            finding_type=finding_type,
             method=codes.DCM.Saliency,
             algorithm_id=algorithm,
             measurements=measurements,

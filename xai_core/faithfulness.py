@@ -29,7 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from .imaging import XRay
 from .labels import require_label
 from .map_agreement import rank_correlation
-from .methods import GreyInputNetwork, attribute, grey_input, method_named, private_network, resize_maps
+from .methods import GreyInputNetwork, attribute, grey_input, method_named, private_network, resize_maps, seeded
 from .model import XRayModel
 
 CURVE_STEPS = 20
@@ -80,6 +80,8 @@ class RandomisationStep:
 
 @dataclass(frozen=True)
 class SanityCheck:
+    """One method's map of one label through the cascading randomisation, a step per block re-initialised."""
+
     method: str
     label: str
     steps: tuple[RandomisationStep, ...]
@@ -195,8 +197,7 @@ def _blocks_from_the_head(network: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _reinitialise(module: nn.Module, seed: int) -> None:
     """Every layer's own initialisation (batch norm: statistics and affine reset too), reproducibly."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         for layer in module.modules():
             reset = getattr(layer, "reset_parameters", None)
             if callable(reset):

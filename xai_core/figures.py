@@ -41,10 +41,7 @@ def method_figure(
 ) -> np.ndarray:
     """uint8 (H', W', 3): the radiograph, then each (title, map in [0, 1] at the radiograph's shape) over it,
     side by side under their titles, and the caption (wrapped to the figure's width) below."""
-    panels = [("Radiograph", render_overlay(grey))]
-    panels += [(title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap))
-               for title, heatmap in maps]
-    return _composed(panels, caption)
+    return _composed(_panels(grey, maps, opacity, colormap), caption)
 
 
 def alternating_frames(
@@ -57,9 +54,15 @@ def alternating_frames(
 ) -> list[np.ndarray]:
     """uint8 frames of one size for an animation: the radiograph, then each (title, map) over it, each frame
     under its title with the caption below."""
-    return [_composed([("Radiograph", render_overlay(grey))], caption)] + [
-        _composed([(title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap))], caption)
-        for title, heatmap in maps]
+    return [_composed([panel], caption) for panel in _panels(grey, maps, opacity, colormap)]
+
+
+def _panels(
+    grey: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], opacity: float, colormap: str
+) -> list[tuple[str, np.ndarray]]:
+    """(title, RGB) panels of one shape: the radiograph alone, then each map over it."""
+    return [("Radiograph", render_overlay(grey))] + [
+        (title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap)) for title, heatmap in maps]
 
 
 def figure_gif(frames: Sequence[np.ndarray], caption: str, *, frame_ms: int = FRAME_MS) -> bytes:

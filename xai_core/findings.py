@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .card import ModelCard, TestRates, Verdict
+from .errors import XRayError
 from .explanation import Explanation
 from .labels import display_name
 from .operating_points import NO_POINTS, POINT_NAMES, in_words
@@ -82,7 +83,7 @@ class Finding:
 def findings(explanation: Explanation, card: ModelCard, point: str) -> tuple[Finding, ...]:
     """Every label of the explanation, in its order, against the card's `point` (a key of POINT_NAMES)."""
     if point not in POINT_NAMES:
-        raise ValueError(f"unknown operating point {point!r}: one of {', '.join(POINT_NAMES)}")
+        raise XRayError(f"Unknown operating point {point!r}: choose {' or '.join(POINT_NAMES)}.")
     return tuple(_finding(card, label, float(probability), point)
                  for label, probability in zip(explanation.labels, explanation.probabilities, strict=True))
 

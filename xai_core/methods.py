@@ -223,6 +223,21 @@ def private_network(network: nn.Module) -> nn.Module:
 
 
 @contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's CPU and NumPy's global random numbers drawn from `seed` inside the block, and as they were after it:
+    a sampling method is reproducible (Captum's Gradient SHAP draws from both) and leaves the caller's random state
+    untouched."""
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)  # Captum draws from NumPy's global generator too
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+@contextmanager
 def counted_forward_passes(
     network: nn.Module, before_batch: Callable[[int], None] | None = None
 ) -> Iterator[list[int]]:
@@ -331,8 +346,7 @@ def gradient_shap(
     baselines = torch.cat([torch.zeros_like(grey), torch.full_like(grey, 0.5)])
     explainer = GradientShap(GreyInputNetwork(model))
     chunks = [min(BATCH, samples - start) for start in range(0, samples, BATCH)]  # Captum runs n_samples at once
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return torch.cat([
             sum(chunk * explainer.attribute(grey, baselines=baselines, target=index, n_samples=chunk, stdevs=noise)[0]
                 for chunk in chunks) / samples
@@ -387,8 +401,7 @@ def kernel_shap(
     grey = grey_input(model, pixels)
     mask = superpixels(grey, segments)
     explainer = KernelShap(GreyInputNetwork(model))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return torch.cat([
             explainer.attribute(
                 grey, baselines=0.0, target=index, feature_mask=mask, n_samples=samples, perturbations_per_eval=BATCH

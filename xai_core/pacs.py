@@ -20,7 +20,6 @@ A listing asks for one more instance than it shows, so it knows when the PACS ho
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
+from .dicom_source import to_bytes
 from .errors import XRayError
 from .pacs_records import (
     InstanceListing,
@@ -127,6 +127,8 @@ class PacsSettings:
 
 @dataclass(frozen=True)
 class StoredObject:
+    """One object a STOW-RS stored: its kind (e.g. "Secondary Capture Image") and where it now is in the study."""
+
     kind: str  # SOP class name
     series_uid: str
     sop_uid: str
@@ -228,9 +230,7 @@ class Pacs:
                 f"The instance is a {sop_class_name(dataset.get('SOPClassUID'))}, not an image: "
                 "choose a radiograph of the study."
             )
-        buffer = io.BytesIO()
-        dataset.save_as(buffer, enforce_file_format=True)
-        return buffer.getvalue()
+        return to_bytes(dataset)
 
     def store(self, objects: Sequence[Dataset]) -> StoreReceipt:
         """STOW-RS the objects one at a time, into their study; a failure says what is stored by then."""
