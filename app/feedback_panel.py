@@ -19,7 +19,7 @@ import streamlit as st
 
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
-from xai_core.explanation import Explanation
+from xai_core.findings import Finding
 from xai_core.imaging import XRay
 from xai_core.labels import display_name
 from xai_core.model import XRayModel
@@ -73,18 +73,15 @@ def overlay_shown(settings: dict, label: str) -> dict:
             "opacity": settings.get("opacity"), "outline_threshold": settings.get("outline_threshold")}
 
 
-def shown_findings(model: XRayModel, explanation: Explanation, point: str) -> dict[str, ShownFinding]:
-    """Every probability with the threshold it was flagged against at `point` (None where the card has no point)."""
-    def threshold(name: str) -> float | None:
-        chosen = model.card.operating_point(name, point)
-        return None if chosen is None else chosen.threshold
-
-    return {name: ShownFinding(explanation.probability(name), threshold(name)) for name in explanation.labels}
+def shown_findings(found: tuple[Finding, ...]) -> dict[str, ShownFinding]:
+    """Every probability with the threshold it was flagged against (None where the card has no such point)."""
+    return {finding.label: ShownFinding(finding.probability, finding.cut) for finding in found}
 
 
-def feedback_panel(model: XRayModel, xray: XRay, explanation: Explanation, label: str, settings: dict,
+def feedback_panel(model: XRayModel, xray: XRay, found: tuple[Finding, ...], label: str, settings: dict,
                    point: str) -> None:
-    """Audit the view once per image, pathology, overlay and operating point; offer the feedback form."""
+    """Audit the view once per image, pathology, overlay and operating point; offer the feedback form. found: the
+    findings the page shows (xai_core.findings, at `point`)."""
     overlay = overlay_shown(settings, label)
     try:
         store = feedback_store(database_url())
@@ -93,7 +90,7 @@ def feedback_panel(model: XRayModel, xray: XRay, explanation: Explanation, label
         st.caption(f"Feedback is unavailable right now: {error}")
         return
     with st.expander(f"Your feedback on {display_name(label)}"):
-        _feedback_form(store, model, xray, explanation, label, overlay, point)
+        _feedback_form(store, model, xray, found, label, overlay, point)
 
 
 def _audit_view(store: Store, model: XRayModel, xray: XRay, overlay: dict, point: str) -> None:
@@ -104,23 +101,16 @@ def _audit_view(store: Store, model: XRayModel, xray: XRay, overlay: dict, point
         st.session_state["audited_view"] = key
 
 
-def _flag_words(finding: ShownFinding, point: str) -> str:
-    if finding.threshold is None:
-        return f"The model card has no {POINT_NAMES[point]} point for this pathology: no flag is shown."
-    side = "flagged" if finding.probability >= finding.threshold else "not flagged"
-    return (f"The model's flag: {side} (probability {finding.probability:.3f} against the {POINT_NAMES[point]} "
-            f"point {finding.threshold:.3f}).")
-
-
-def _feedback_form(store: Store, model: XRayModel, xray: XRay, explanation: Explanation, label: str,
+def _feedback_form(store: Store, model: XRayModel, xray: XRay, found: tuple[Finding, ...], label: str,
                    overlay: dict, point: str) -> None:
     """The form; "Save feedback" stores it in its callback, before the page is drawn again, so the outcome and
     (after a save) an empty form are what the reader sees next. The model is not run again."""
-    shown = shown_findings(model, explanation, point)
+    shown = shown_findings(found)
     outcome = st.session_state.get(OUTCOME)
     if outcome and outcome[0] == (xray.sha256, label):
         {"saved": st.success, "retry": st.warning, "refused": st.error}[outcome[1]](outcome[2])
-    st.caption(_flag_words(shown[label], point))
+    finding = next(finding for finding in found if finding.label == label)
+    st.caption(f"The model's flag, probability {finding.probability:.3f}: {finding.flag_words()}.")
     rows, columns = xray.pixels.shape[:2]
     form = f"feedback_{xray.sha256[:16]}_{label}_{st.session_state.get(FORM_ROUND, 0)}"
     with st.form(form, border=False):

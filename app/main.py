@@ -2,8 +2,8 @@
 
 Layout and widgets only: every image, model and map operation is a call into
 xai_core. Uploads stay in memory (Streamlit keeps them there, and so do the
-caches below, which forget an image after an hour); nothing a user gives is
-written to disk or logged, and upload file names are never shown.
+caches of app/image_cache.py, which forget an image after an hour); nothing a
+user gives is written to disk or logged, and upload file names are never shown.
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run app/main.py` from anywhere
 
 from app.feedback_panel import feedback_panel  # noqa: E402
+from app.image_cache import display_grey, explain_image, read_image, saliency_map, saliency_png  # noqa: E402
+from app.image_pane import (  # noqa: E402
+    HEATMAP, LAYER_KEYS, OUTLINE, SALIENCY, image_pair, last_pane_place, no_pane, place_pane, view_settings)
 from app.method_picker import method_comparison  # noqa: E402
 from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
-from xai_core.explanation import Explanation, saliency  # noqa: E402
-from xai_core.display_window import DisplayValues, display_values  # noqa: E402
-from xai_core.imaging import MAX_UPLOAD_BYTES, XRay, read_xray  # noqa: E402
+from xai_core.explanation import Explanation  # noqa: E402
+from xai_core.imaging import MAX_UPLOAD_BYTES, XRay  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
 from xai_core import display  # noqa: E402
 from xai_core.findings import Finding, by_probability, findings  # noqa: E402
@@ -37,92 +38,19 @@ from xai_core.operating_points import POINT_NAMES  # noqa: E402
 from xai_core.overlay import COLORMAPS, DEFAULT_COLORMAP, legend_entries, saliency_for_display, to_png_bytes  # noqa: E402
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
-from xai_core.serving import explained, shared_model  # noqa: E402  one per process, loaded as app/server.py starts
+from xai_core.serving import shared_model  # noqa: E402  one per process, loaded as app/server.py starts
 
 UPLOADED = "Uploaded image"  # what an upload is called on the page: its file name may carry the patient's
-HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"
 LAYER_TITLES = {HEATMAP: "Grad-CAM++", SALIENCY: "saliency", OUTLINE: "outline"}
 SALIENCY_COLOUR, OUTLINE_COLOUR = display.css_colour(display.SALIENCY_RGB), display.css_colour(display.OUTLINE_RGB)
-LAYER_KEYS = {HEATMAP: display.HEATMAP, SALIENCY: display.SALIENCY, OUTLINE: display.OUTLINE}
-# What the overlay shows until the reader changes it in the image pane (app/image_pair/), the one place for it.
-DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
-# The image whose radiograph pictures (about 2.5 MB) this session's pane already holds: a rerun for a switch in the
-# pane sends them no more; the pane asks again when it needs them (_resend_pictures).
-PICTURES_SENT = "pictures_sent"
-# Where the last full run drew the image pane: (image, greyed out or not). A pane drawn anew (after a run without
-# one, or moved in or out of the greyed-out container) gets the pictures with its first data. Asking for them from
-# a pane mounted mid-run starts a fragment rerun while the full run still streams, which Streamlit's page cannot
-# follow ("Bad delta path index": the page goes blank).
-PANE_PLACE = "pane_place"
 SMOOTHGRAD_SAMPLES = 16
-FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 MAPS_WITHHELD = "maps_withheld"  # the container of an image's results while the strong warning greys them out
-CACHE_TTL_S = 3600  # images and their maps leave the process caches after an hour
 APP = Path(__file__).resolve().parent
-# The image panes and the findings table are small browser components: a new map swaps one picture in place
-# (no chart redrawn, the zoom kept) and refills the table's 14 rows. Their classes carry a cxr- prefix, so their
-# styles can live in the page's own DOM.
-# The image pane's script is app/image_pair/'s files joined (each only declares; pane.js says which does what).
-IMAGE_PAIR = st.components.v2.component(
-    "chest_xray_viewer.image_pair", css=(APP / "image_pair" / "pane.css").read_text(),
-    js="\n".join(path.read_text() for path in sorted((APP / "image_pair").glob("*.js"))), isolate_styles=False)
+# The findings table is a small browser component (a cxr- prefix on its classes: its styles live in the page's DOM),
+# refilling its 14 rows in place; the image pane is app/image_pane.py's.
 PATHOLOGY_TABLE = st.components.v2.component("chest_xray_viewer.pathology_table",
                                              css=(APP / "pathology_table.css").read_text(),
                                              js=(APP / "pathology_table.js").read_text(), isolate_styles=False)
-
-
-# Images and display pictures are cached as resources: shared, never copied on each rerun (a
-# 2000 px XRay would cost 40 ms to copy), and read-only so that no session can change another's.
-@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def read_image(file_sha256: str, _data: bytes) -> XRay:
-    return _read_only(read_xray(_data))
-
-
-@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def display_grey(image_sha256: str, _pixels: np.ndarray) -> np.ndarray:
-    """The radiograph at display size as the model sees it (the file's own window), [0, 1]."""
-    grey = display.display_grey(_pixels)
-    grey.setflags(write=False)
-    return grey
-
-
-@st.cache_resource(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def window_values(image_sha256: str, _xray: XRay, shape: tuple[int, int]) -> DisplayValues:
-    """What the reader's display window applies to, in the browser (the model never sees it)."""
-    values = display_values(_xray, shape)
-    values.codes.setflags(write=False)
-    return values
-
-
-def _read_only(xray: XRay) -> XRay:
-    xray.pixels.setflags(write=False)
-    return xray
-
-
-@st.cache_data(max_entries=32, ttl=CACHE_TTL_S, show_spinner=False)
-def explain_image(image_sha256: str, _xray: XRay) -> Explanation:
-    """One forward pass per image, on the file's own pixels: no pathology, overlay or display window repeats it."""
-    return explained(_xray)
-
-
-@st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
-def saliency_map(image_sha256: str, label: str, samples: int, _xray: XRay) -> np.ndarray:
-    return saliency(shared_model(), _xray, label, smoothgrad_samples=samples)
-
-
-@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def radiograph_png(image_sha256: str, _grey: np.ndarray) -> bytes:
-    return display.radiograph_png(_grey)
-
-
-@st.cache_data(max_entries=8, ttl=CACHE_TTL_S, show_spinner=False)
-def codes_png(image_sha256: str, _values: DisplayValues) -> bytes:
-    return _values.codes_png()
-
-
-@st.cache_data(max_entries=16, ttl=CACHE_TTL_S, show_spinner=False)
-def saliency_png(image_sha256: str, label: str, samples: int, _gradients: np.ndarray, shape: tuple[int, int]) -> bytes:
-    return display.saliency_png(_gradients, shape)
 
 
 # --- callbacks: they run before the page is drawn again ---------------------------------
@@ -152,29 +80,6 @@ def _pick_from_table() -> None:
     picked = st.session_state["pathology_table"].get("picked")
     if picked in PATHOLOGIES:
         st.session_state["pathology"] = picked
-
-
-def _resend_pictures() -> None:
-    """The pane lost the radiograph's pictures (it was drawn anew): the next run sends them again."""
-    st.session_state.pop(PICTURES_SENT, None)
-
-
-def _from_pane() -> None:
-    """The image pane's choice (already drawn there): the pathology and overlay that the summary, the downloads and
-    the feedback, PACS and method panels act on. Checked, since it comes from the browser."""
-    choice = st.session_state["image_pair"].get("choice")
-    if not isinstance(choice, dict):
-        return
-    if choice.get("label") in PATHOLOGIES:
-        st.session_state["pathology"] = choice["label"]
-    layers = choice.get("layers")
-    view = dict(st.session_state.get("view", DEFAULT_VIEW))
-    if isinstance(layers, list):
-        view["layers"] = [key for key in LAYER_KEYS.values() if key in layers]
-    for name, (low, high) in (("opacity", (0.0, 1.0)), ("threshold", (0.05, 0.95))):
-        if isinstance(choice.get(name), int | float):
-            view[name] = min(high, max(low, float(choice[name])))
-    st.session_state["view"] = view
 
 
 # --- page parts -------------------------------------------------------------------------------
@@ -215,13 +120,6 @@ def overlay_settings() -> dict:
         colormap = st.selectbox("Colour map", COLORMAPS, index=COLORMAPS.index(DEFAULT_COLORMAP), key="colormap")
         smoothgrad = st.toggle(f"SmoothGrad saliency ({SMOOTHGRAD_SAMPLES} noisy copies, slower)", key="smoothgrad")
     return {"colormap": colormap, "smoothgrad_samples": SMOOTHGRAD_SAMPLES if smoothgrad else 0}
-
-
-def view_settings(settings: dict) -> dict:
-    """The whole overlay's settings (they also go into the JSON record): the sidebar's and the image pane's."""
-    view = st.session_state.get("view", DEFAULT_VIEW)
-    return {**settings, "opacity": view["opacity"], "outline_threshold": view["threshold"],
-            "layers": [layer for layer in (HEATMAP, SALIENCY, OUTLINE) if LAYER_KEYS[layer] in view["layers"]]}
 
 
 def image_details(xray: XRay) -> None:
@@ -330,37 +228,6 @@ def map_evidence(model: XRayModel, label: str) -> None:
     st.caption("NIH test films: " + " ".join(sentences))
 
 
-def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.ndarray, overlay_title: str,
-               label: str, settings: dict, saliency_picture: bytes | None) -> None:
-    """Original and overlay side by side (app/image_pair/), drawn in the browser: the display window, zoom and pan
-    stay as the reader left them; the maps travel as the model's raw 14 grids and are scaled and coloured there."""
-    values = window_values(xray.sha256, xray, grey.shape)
-    send_pictures = st.session_state.get(PICTURES_SENT) != xray.sha256
-    st.session_state[PICTURES_SENT] = xray.sha256
-    data = {
-        "image": xray.sha256,
-        "size": [grey.shape[1], grey.shape[0]],
-        "height": FIGURE_HEIGHT,
-        "captions": ["Original", overlay_title],
-        "original": display.data_url(radiograph_png(xray.sha256, grey)) if send_pictures else None,
-        "codes": display.data_url(codes_png(xray.sha256, values)) if send_pictures else None,
-        "display": values.as_dict(),
-        "findings": [{"label": name, "name": display_name(name)} for name in order],
-        "maps": display.raw_map_grids(explanation),
-        "overlay": {
-            "label": label,
-            "layers": [LAYER_KEYS[layer] for layer in settings["layers"]],
-            "opacity": settings["opacity"],
-            "threshold": settings["outline_threshold"],
-            **display.pane_overlay(grey.shape, settings["colormap"]),
-            "saliency": None if saliency_picture is None else display.data_url(saliency_picture),
-            "saliency_label": None if saliency_picture is None else label,
-        },
-    }
-    IMAGE_PAIR(key="image_pair", height="content", data=data, on_choice_change=_from_pane,
-               on_pictures_change=_resend_pictures)
-
-
 def legend(settings: dict, explanation: Explanation, label: str) -> None:
     def swatch(colour: str) -> str:
         return (f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{colour};"
@@ -404,9 +271,7 @@ def show_result(model: XRayModel, xray: XRay, settings: dict, pane_before: tuple
     for notice in xray.notices:
         st.info(notice)
     withheld = out_of_distribution_warning(explanation.ood, xray.sha256)
-    if (xray.sha256, withheld) != pane_before:
-        st.session_state.pop(PICTURES_SENT, None)
-    st.session_state[PANE_PLACE] = (xray.sha256, withheld)
+    place_pane(xray.sha256, withheld, pane_before)
     if withheld:
         with st.container(key=MAPS_WITHHELD):  # greyed out and inert (the page's style) until the reader asks
             result_view(model, xray, explanation, order, settings)
@@ -474,7 +339,7 @@ def result_view(model: XRayModel, xray: XRay, explanation: Explanation, order: l
         st.caption("Press a row, or pick one above the images, to see where the model looked for that pathology.")
         pathology_summary(next(finding for finding in found if finding.label == label))
         downloads(overlay_png, record, label)
-        feedback_panel(model, xray, explanation, label, settings, point)
+        feedback_panel(model, xray, found, label, settings, point)
         send_to_pacs(model, xray, explanation, label, point, settings, map(LAYER_KEYS.get, layers), gradients)
 
 
@@ -506,7 +371,7 @@ def main() -> None:
         st.error(f"The model could not be loaded: {error}")
         return
     header(model)
-    pane_before = st.session_state.pop(PANE_PLACE, None)  # show_result puts it back when this run draws the pane
+    pane_before = last_pane_place()  # show_result puts it back when this run draws the pane
     showing = image_source()
     pacs_source(_keep_image)  # only when $XAI_DICOMWEB_URL names a PACS
     settings = overlay_settings()
@@ -522,10 +387,10 @@ def main() -> None:
         showing.caption(f"Showing: {name} · {metadata.format} · {metadata.columns} × {metadata.rows} px")
         show_result(model, xray, settings, pane_before)
     except XRayError as error:
-        st.session_state.pop(PANE_PLACE, None)
+        no_pane()
         st.error(f"This file could not be opened or explained. {error}")
     except Exception:  # noqa: BLE001 - the page must survive; details stay out of the page and the log
-        st.session_state.pop(PANE_PLACE, None)
+        no_pane()
         st.error("Something went wrong while explaining this image. Try another image, or reload the page.")
 
 

@@ -5,7 +5,7 @@ only when downloaded) are xai_core's (methods, method_jobs, map_agreement, figur
 page's own map; Grad-CAM and CAM come from one forward pass and are drawn at once; every other
 method runs when the reader asks, in a background thread (xai_core.method_jobs), with a progress
 bar refreshed by a small fragment and a Stop button that takes effect before the method's next
-batch. Finished maps are kept in the reader's session per (image, pathology, method). Under each method, what the model card's
+batch. All of it only once the reader opens the panel: closed, it computes and draws nothing. Finished maps are kept in the reader's session per (image, pathology, method). Under each method, what the model card's
 NIH test method comparison says it is worth for this pathology (method_evaluation.method_track_record).
 """
 
@@ -28,20 +28,29 @@ from xai_core.overlay import render_overlay
 PAGE_METHOD = "grad_cam_plus_plus"  # drawn from the page's own explanation, never recomputed
 SIDES = (("left", PAGE_METHOD), ("right", "grad_cam"))  # each side's key and first method
 JOB, MAPS = "method_job", "method_maps"  # session state: the running (or last) job, the finished maps
+OPENED = "method_comparison_open"  # the panel's state: closed, it computes nothing (Streamlit would run a plain
+# expander's body, here a Grad-CAM pass, the overlays and their agreement, on every run while it is closed)
+CHOSEN = "methods_chosen"  # each side's method, kept while the panel is closed
 KEPT_MAPS = 24  # finished maps kept per session, oldest forgotten first
 POLL_S = 3.0  # progress refresh while a method runs; each refresh is a script run (and a full gc in Streamlit)
 
 
 def method_comparison(model: XRayModel, xray: XRay, explanation: Explanation, label: str, grey: np.ndarray,
                       settings: dict) -> None:
-    """grey: the radiograph at display size; the maps are drawn at that size."""
-    with st.expander("Compare explanation methods side by side"):
-        _collect_finished_job(xray.sha256)
-        shown = []
+    """grey: the radiograph at display size; the maps are drawn at that size. Nothing is computed or drawn inside
+    until the reader opens the panel (opening or closing it reruns the result view)."""
+    _collect_finished_job(xray.sha256)
+    panel = st.expander("Compare explanation methods side by side", key=OPENED, on_change="rerun")
+    if not panel.open:
+        return
+    with panel:
+        shown, chosen = [], st.session_state.setdefault(CHOSEN, {})
         for (side, first), column in zip(SIDES, st.columns(2)):
             with column:
-                method = st.selectbox("Method", list(METHODS), index=list(METHODS).index(first),
+                # the choice outlives the panel's closing (Streamlit forgets the state of a widget not drawn)
+                method = st.selectbox("Method", list(METHODS), index=list(METHODS).index(chosen.get(side, first)),
                                       format_func=lambda name: METHODS[name].title, key=f"method_{side}")
+                chosen[side] = method
                 heatmap = _method_pane(model, xray, explanation, label, method, grey, settings, side)
                 st.caption(method_track_record(model.card, method, label))
             if heatmap is not None:

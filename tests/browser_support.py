@@ -13,9 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# A browser test module's marks (`pytestmark = BROWSER_TEST`): selected by `-m browser`, skipped without Chromium.
+BROWSER_TEST = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
+]
 
 
 def free_port() -> int:
@@ -100,6 +107,30 @@ def open_sample(page, timeout_ms: int = 180_000) -> None:
     page.get_by_text("Pathology shown").wait_for(timeout=timeout_ms)
     page.locator(f"{OVERLAY_PANE}[data-drawn]").wait_for(timeout=timeout_ms)
     page.locator(FINDING_ROWS).nth(13).wait_for(timeout=timeout_ms)
+
+
+def page_with_sample(browser, url: str, **page_options):
+    """A new page on the viewer at `url` (1440 x 1000 unless page_options say otherwise) with the sample open and
+    every rerun finished."""
+    page = browser.new_page(**{"viewport": {"width": 1440, "height": 1000}, **page_options})
+    page.goto(url)
+    open_sample(page)
+    wait_until_idle(page)
+    return page
+
+
+# "Compare explanation methods side by side" (app/method_picker.py): closed, it computes and draws nothing.
+METHOD_PANEL = "[data-testid='stExpander']:has-text('Compare explanation methods side by side')"
+
+
+def open_method_comparison(page):
+    """Open the method comparison as a reader does (a click on its title) and return it once both methods' pickers
+    are drawn and the run is over."""
+    panel = page.locator(METHOD_PANEL)
+    panel.get_by_text("Compare explanation methods side by side").click()
+    panel.locator("[data-testid='stSelectbox']").nth(1).wait_for(timeout=180_000)
+    wait_until_idle(page)
+    return panel
 
 
 def wait_until_idle(page, timeout_ms: int = 180_000) -> None:

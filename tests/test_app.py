@@ -19,6 +19,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app.method_picker import JOB, MAPS, OPENED
 from xai_core import explanation as explanation_module
 from xai_core import serving
 from xai_core.card import read_card
@@ -233,6 +234,32 @@ def test_saliency_is_computed_on_demand_and_cached(forward_passes, saliency_call
     _show(at, layers=["saliency"], opacity=0.3)
     _show(at, layers=["saliency", "outline"])
     assert len(saliency_calls) == 1 and len(forward_passes) == 1
+
+
+def test_the_method_comparison_computes_no_map_until_the_reader_opens_it(forward_passes):
+    """Streamlit runs a plain expander's body on every run, closed or not: the comparison panel runs only open, and
+    its maps are kept per (image, pathology, method) once it was."""
+    at = _opened_sample()
+    label = _findings(at)[3]["label"]
+    _show(at, label)  # another pathology, another run: still nothing
+    assert MAPS not in at.session_state and JOB not in at.session_state
+    assert [box for box in at.selectbox if box.label == "Method"] == []
+    at.session_state[OPENED] = True  # as the reader's click on the panel's title tells the page
+    at.run()
+    _assert_fine(at)
+    assert [box.value for box in at.selectbox if box.label == "Method"] == ["grad_cam_plus_plus", "grad_cam"]
+    assert list(at.session_state[MAPS]) == [(at.session_state["image"][2], label, "grad_cam")]
+    agreement = [element.value for element in at.markdown if element.value.startswith("**Grad-CAM++ and Grad-CAM, ")]
+    assert agreement and display_name(label) in agreement[0]
+    at.selectbox(key="method_right").set_value("cam").run()
+    at.session_state[OPENED] = False
+    at.run()
+    _assert_fine(at)
+    assert [box for box in at.selectbox if box.label == "Method"] == [] and len(at.session_state[MAPS]) == 2
+    at.session_state[OPENED] = True
+    at.run()
+    assert [box.value for box in at.selectbox if box.label == "Method"] == ["grad_cam_plus_plus", "cam"]
+    assert len(forward_passes) == 1  # the page's own explanation is never repeated for the panel
 
 
 def test_a_corrupt_upload_shows_its_message_and_the_next_image_works(forward_passes, chest_dicom):

@@ -11,14 +11,13 @@ import json
 import re
 
 import pytest
-
 from browser_support import (
-    CHROMIUM,
+    BROWSER_TEST,
     COUNT_MESSAGES_TO_SERVER,
     FINDING_ROWS,
     OVERLAY_IMAGE,
-    PANE_IMAGES,
     OVERLAY_PANE,
+    PANE_IMAGES,
     launch_chromium,
     messages_to_server,
     open_sample,
@@ -28,13 +27,11 @@ from browser_support import (
     wait_for_server,
     wait_until_idle,
 )
+
 from xai_core.labels import display_name
 from xai_core.model import default_card
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")

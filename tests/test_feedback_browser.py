@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from browser_support import (
-    CHROMIUM,
+    BROWSER_TEST,
     COUNT_MESSAGES_TO_SERVER,
     launch_chromium,
     messages_to_server,
@@ -24,10 +24,7 @@ from xai_core import store
 from xai_core.imaging import read_xray
 from xai_core.samples import sample_images
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 DRAWING = ".cxr-draw"

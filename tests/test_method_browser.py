@@ -11,15 +11,21 @@ import re
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, ROOT, launch_chromium, open_sample, running_viewer, wait_until_idle
+from browser_support import (
+    BROWSER_TEST,
+    METHOD_PANEL,
+    ROOT,
+    launch_chromium,
+    open_method_comparison,
+    page_with_sample,
+    running_viewer,
+    wait_until_idle,
+)
 from PIL import Image
 
 from xai_core.figures import RESEARCH_ONLY
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 STOPPED = re.compile(r"Kernel SHAP \(superpixels\) for .+ was stopped after (\d+) of 200 images through the network")
@@ -29,13 +35,8 @@ def test_method_run_in_the_browser_shows_progress_and_stops_on_request():
     with running_viewer(script=ROOT / "app" / "main.py") as (url, _process), \
             playwright_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.goto(url)
-        open_sample(page)
-        wait_until_idle(page)
-        page.get_by_text("Compare explanation methods side by side").click()
-        wait_until_idle(page)
-        panel = page.locator("[data-testid='stExpander']").filter(has_text="Compare explanation methods")
+        page = page_with_sample(browser, url)
+        panel = open_method_comparison(page)
         panel.locator("[data-testid='stSelectbox']").nth(1).click()
         page.keyboard.type("Kernel SHAP")  # the list is virtualised: filter it to the method
         page.get_by_role("option", name="Kernel SHAP (superpixels)").click()
@@ -63,13 +64,15 @@ def test_method_figures_download_from_the_page_as_png_and_gif(tmp_path):
     with running_viewer(script=ROOT / "app" / "main.py") as (url, _process), \
             playwright_api.sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
-        page.goto(url)
-        open_sample(page)
-        wait_until_idle(page)
-        page.get_by_text("Compare explanation methods side by side").click()
-        wait_until_idle(page)
-        panel = page.locator("[data-testid='stExpander']").filter(has_text="Compare explanation methods")
+        page = page_with_sample(browser, url, accept_downloads=True)
+        # Closed, the panel holds nothing: no picker, no map, no cost of one (Streamlit would run and send a plain
+        # expander's body, Grad-CAM included, on every run, its panel closed or not).
+        closed = page.locator(METHOD_PANEL)
+        assert closed.count() == 1
+        assert closed.locator("[data-testid='stSelectbox'], [data-testid='stImage']").count() == 0
+        assert "through the network" not in closed.text_content()
+        panel = open_method_comparison(page)
+        assert "1 image through the network" in panel.text_content()  # Grad-CAM's map, computed on opening
         panel.get_by_text("has not yet been measured on NIH test boxes").first.wait_for()
         files = {}
         for name, button in (("png", "Figure of these maps (PNG)"), ("gif", "Animation: film, then each map (GIF)")):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app.method_picker import OPENED
 from xai_core.method_jobs import JobState
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -26,9 +27,12 @@ def _button(at: AppTest, start: str):
 
 
 def _opened_sample() -> AppTest:
+    """The sample open, and the comparison panel too (closed, it computes nothing: test_app.py checks that)."""
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     _button(at, "Open sample").click().run()
+    at.session_state[OPENED] = True  # as the reader's click on the panel's title tells the page
+    at.run()
     assert not at.exception and [error.value for error in at.error] == []
     return at
 

@@ -69,10 +69,13 @@ function wireZoomPan(viewer) {
 }
 
 // Each view is data.height tall at most, less on a short screen, so that the whole film is seen without scrolling
-// (1280 x 800); never under 300 px.
+// (1280 x 800), and no taller than the film at the view's width (no black bands above and below it, pushing the
+// legend and the evidence off the screen); never under 300 px.
 function fitHeight(viewer) {
   const top = viewer.views[0].getBoundingClientRect().top + window.scrollY;
-  const height = Math.max(300, Math.min(viewer.data.height, window.innerHeight - top - 12));
+  const [columns, rows] = viewer.data.size;
+  const film = Math.ceil(viewer.views[0].clientWidth * rows / columns);
+  const height = Math.max(300, Math.min(viewer.data.height, window.innerHeight - top - 12, film));
   viewer.views.forEach((view) => { view.style.height = `${height}px`; });
 }
 
