@@ -12,6 +12,9 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from app.method_picker import OPENED
+from xai_core.card import read_card
+from xai_core.labels import display_name
+from xai_core.model import DEFAULT_CARD
 from xai_core.method_jobs import JobState
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -56,9 +59,17 @@ def test_method_side_by_side_draws_one_pass_methods_at_once_with_their_agreement
     downloads = {button.key: button.proto for button in at.get("download_button")}
     assert downloads["method_figure"].label == "Figure of these maps (PNG)"
     assert downloads["method_gif"].label == "Animation: film, then each map (GIF)"
-    for title in ("Grad-CAM++", "Grad-CAM"):  # what each method is worth: the shipped card has measured neither
-        assert (f"{title} has not yet been measured on NIH test boxes for this model: nothing says how far to "
-                "trust it.") in text
+    # What each method is worth: the shipped card holds no method comparison, only `evaluate`'s figures for the
+    # page's own map on NIH test boxes, which the page's evidence line quotes too.
+    assert ("Grad-CAM has not yet been measured on NIH test boxes for this model: nothing says how far to "
+            "trust it.") in text
+    shown = at.session_state["pathology"]
+    scored = read_card(DEFAULT_CARD).test_figures(shown)["alignment"]["model"]
+    hits = round(scored["pointing_hit"] * scored["n"])
+    assert f"for {display_name(shown)}, Grad-CAM++ pointed inside the box" in text
+    assert f"Map maximum inside the radiologists' box: {hits} of {scored['n']}" in text
+    assert f"{hits} of {scored['n']} times" in text or f"{scored['pointing_hit']:.2f} of the time" in text
+    assert "no randomisation check in the model card." in text
 
 
 def test_method_expensive_run_shows_progress_can_be_stopped_and_is_kept_per_image():

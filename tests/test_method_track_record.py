@@ -8,8 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from xai_core.labels import PATHOLOGIES
-from xai_core.method_evaluation import MIN_BOXES, TRACK_RECORD_REPORT, compare_methods, method_track_record
+from xai_core.labels import PATHOLOGIES, display_name
+from xai_core.method_evaluation import (
+    MIN_BOXES,
+    TRACK_RECORD_REPORT,
+    VIEWER_METHOD,
+    compare_methods,
+    method_track_record,
+)
 from xai_core.methods import METHODS
 from xai_core.model import XRayModel
 from xai_core.preprocessing import InputSpec
@@ -41,13 +47,29 @@ def _recorded(model: XRayModel, comparison: dict):
     return replace(model.card, metrics={**model.card.metrics, TRACK_RECORD_REPORT: report})
 
 
-def test_method_track_record_of_the_shipped_card_says_nothing_was_measured_and_invents_no_figure(model):
-    assert "methods" not in model.card.report(TRACK_RECORD_REPORT)  # 0.4.0 carries no method comparison yet
-    for method in METHODS:
+def test_method_track_record_of_the_shipped_card_quotes_only_what_evaluate_measured(model):
+    """0.4.0 carries no method comparison: every method but the viewer's own says it was never measured, and
+    Grad-CAM++ quotes the card's `evaluate` figures on NIH test boxes, as the page's evidence line does."""
+    assert "methods" not in model.card.report(TRACK_RECORD_REPORT)
+    for method in set(METHODS) - {VIEWER_METHOD}:
         for label in PATHOLOGIES:
             line = method_track_record(model.card, method, label)
             assert line == (f"{METHODS[method].title} has not yet been measured on NIH test boxes for this model: "
                             "nothing says how far to trust it.")
+    per_finding = model.card.report(TRACK_RECORD_REPORT)["alignment"]["per_finding"]
+    for label in PATHOLOGIES:
+        line = method_track_record(model.card, VIEWER_METHOD, label)
+        assert line.endswith("; no randomisation check in the model card.")
+        figures = per_finding.get(label)
+        if figures is None:
+            assert line.startswith(f"No NIH test boxes of {display_name(label)} in this model's evaluation: ")
+            continue
+        boxes = figures["model"]["n"]
+        hits = round(figures["model"]["pointing_hit"] * boxes)
+        counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {display_name(label)}, Grad-CAM++ pointed"
+        assert line.startswith(counted)
+        assert (f"{hits} of {boxes} times" in line) if boxes < MIN_BOXES else \
+            (f"{figures['model']['pointing_hit']:.2f} of the time" in line)
 
 
 def test_method_track_record_quotes_the_recorded_comparison_with_its_controls(model, comparison):

@@ -37,6 +37,7 @@ AVERAGE_MAP_GRID = 32  # the average-map control is kept at this resolution, the
 CURVE_STEPS = 10
 SANITY_FILMS = 2
 TRACK_RECORD_REPORT = "nih_test"  # the card's report whose method comparison the viewer quotes
+VIEWER_METHOD = "grad_cam_plus_plus"  # the page's own map: `evaluate` scores it without --methods
 MIN_BOXES = 10  # boxes of one finding before a method's pointing figure is quoted as evidence
 
 
@@ -214,14 +215,20 @@ def method_track_record(card: ModelCard, method: str, label: str) -> str:
     MIN_BOXES boxes only the count of hits, as too few to judge; where nothing was measured, it says so.
     """
     title, finding = method_named(method).title, display_name(label)
-    report = card.report(TRACK_RECORD_REPORT).get("methods", {}).get("methods", {}).get(method)
+    recorded = card.report(TRACK_RECORD_REPORT)
+    report = recorded.get("methods", {}).get("methods", {}).get(method)
+    if report is None and method == VIEWER_METHOD and "alignment" in recorded:
+        # No method comparison, but `evaluate` scored the viewer's own maps on the same boxes: the page's
+        # evidence line quotes those figures, so this line must not say the map was never measured.
+        report = {"alignment": recorded["alignment"], "sanity": None}
     if report is None:
         return f"{title} has not yet been measured on NIH test boxes for this model: nothing says how far to trust it."
     sanity = _sanity_words(report["sanity"])
     figures = report["alignment"]["per_finding"].get(label)
     if figures is None:
-        return (f"No NIH test boxes of {finding} in this model's method comparison: where {title} points for it "
-                f"was never checked; {sanity}.")
+        scored_in = "method comparison" if report["sanity"] is not None else "evaluation"
+        return (f"No NIH test boxes of {finding} in this model's {scored_in}: where {title} points for it was never "
+                f"checked; {sanity}.")
     model = figures["model"]
     boxes = model["n"]
     counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {finding}, {title} pointed inside the box"
@@ -234,7 +241,9 @@ def method_track_record(card: ModelCard, method: str, label: str) -> str:
             f"{figures['average_map']['pointing_hit']:.2f}); {sanity}.")
 
 
-def _sanity_words(sanity: dict[str, Any]) -> str:
+def _sanity_words(sanity: dict[str, Any] | None) -> str:
+    if sanity is None:
+        return "no randomisation check in the model card"
     films = len(sanity["checks"])
     if not films:
         return "randomisation check not run"
