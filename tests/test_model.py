@@ -11,8 +11,11 @@ import torch
 
 from xai_core.card import read_card
 from xai_core.errors import XRayError
+from xai_core.explanation import explain
+from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.model import build_network, choose_device, default_card, load_model, save_checkpoint
+from xai_core.samples import sample_images
 
 
 @pytest.fixture
@@ -119,6 +122,27 @@ def test_save_and_load_round_trip(tmp_path):
     for name, tensor in network.state_dict().items():
         if tensor.is_floating_point():
             torch.testing.assert_close(loaded.network.state_dict()[name], tensor.half().float())
+
+
+def test_a_dilated_checkpoint_keeps_its_finer_maps_through_save_and_load(tmp_path):
+    """Output stride 16: the shipped weights in a network whose layer4 is dilated, saved and read back as such,
+    with all 14 maps twice as fine (20 x 20 at 320 px) from the same one forward pass."""
+    network = build_network(output_stride=16)
+    network.load_state_dict(load_model(device="cpu").network.state_dict())
+    card = save_checkpoint(network.eval(), {"model_version": "dilated", "input": {"size": 320}}, tmp_path / "d.json")
+    assert card.output_stride == 16 and card.map_grid == 20 and "dilated" in card.architecture
+    loaded = load_model(tmp_path / "d.json", device="cpu")
+    explanation = explain(loaded, read_xray(next(iter(sample_images().values()))))
+    assert explanation.raw_cams.shape == (len(PATHOLOGIES), 20, 20)
+    assert read_card(default_card()).output_stride == 32 and read_card(default_card()).map_grid == 10
+
+
+def test_a_card_asking_for_an_output_stride_this_viewer_cannot_build_is_refused(checkpoint_copy):
+    data = json.loads(checkpoint_copy.read_text())
+    checkpoint_copy.write_text(json.dumps({**data, "output_stride": 8}))
+    with pytest.raises(XRayError, match="needs a network with output stride 8; this version of the viewer builds "
+                                        "32 or 16"):
+        load_model(checkpoint_copy, device="cpu")
 
 
 def test_device_choice(monkeypatch):

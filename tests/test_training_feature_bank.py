@@ -143,6 +143,17 @@ def test_cached_training_changes_layer4_and_the_head_only_and_reuses_its_bank_on
     assert "resumed from step 2" in log and "cached features read from" in log
 
 
+def test_a_dilated_last_block_trains_from_the_same_cached_features(shared_data, tmp_path):
+    """--output-stride 16: layer4 dilated (maps 6 x 6 at 96 px instead of 3 x 3), started from the shipped weights,
+    trained on the cached views; the card says so and the viewer loads it."""
+    result = _train(shared_data, tmp_path, "--steps", "1", "--validate-every", "1", "--freeze-through", "layer3",
+                    "--cached-views", "1", "--output-stride", "16")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tuned = load_model(tmp_path / "out" / "m.json", device="cpu")
+    assert tuned.card.output_stride == 16 and tuned.card.map_grid == 6
+    assert tuned.card.training["config"]["output_stride"] == 16
+
+
 def test_cached_views_without_layer3_frozen_are_refused_with_a_reason(shared_data, tmp_path):
     result = _train(shared_data, tmp_path, "--steps", "1", "--freeze-through", "layer2", "--cached-views", "2")
     assert result.returncode != 0

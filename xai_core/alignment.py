@@ -226,7 +226,7 @@ def random_control(
     fall on and hit (the box's area fraction when tolerance_px is 0).
     The other figures are means over `draws` random smooth maps: uniform noise on a
     grid x grid lattice upsampled bilinearly to the image, like a CAM from a 7x7
-    feature map (use the model's own grid: input size // 32), so the random
+    feature map (use the model's own grid: ModelCard.map_grid), so the random
     regions have blob sizes like real ones. Deterministic for a given seed.
     Cost grows with H x W x draws: about 1.5 s for 512 x 512 and 200 draws on two
     CPU cores; cache it per (shape, box) when showing it on a page.

@@ -24,6 +24,9 @@ from .preprocessing import InputSpec
 
 CARD_FORMAT = "cxr-xai-model-card/1"
 
+# The input size over the map's: 32 is torchvision's ResNet-50 (a 10 x 10 map at 320 px); 16 dilates layer4
+# instead of striding it (20 x 20 at 320 px, the same weights, about 4 times layer4's cost; model.build_network).
+OUTPUT_STRIDES = (32, 16)
 
 @dataclass(frozen=True)
 class LabelCalibration:
@@ -198,11 +201,17 @@ class ModelCard:
     metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # evaluation reports by name
     training: Mapping[str, Any] = field(default_factory=dict)  # the training record, as the run wrote it
     validation_during_training: Mapping[str, Any] = field(default_factory=dict)  # the selected checkpoint's
+    output_stride: int = 32  # input size over map size (OUTPUT_STRIDES)
     limitations: tuple[str, ...] = ()
 
     def threshold(self, label: str) -> float:
         """The label's operating threshold on the raw sigmoid, as chosen on validation; 0.5 where none."""
         return float(self.thresholds.get(label, 0.5))
+
+    @property
+    def map_grid(self) -> int:
+        """The side of the maps Grad-CAM++ reads (the last block's output) at the card's input size."""
+        return self.input.size // self.output_stride
 
     def report(self, name: str) -> Mapping[str, Any]:
         """An evaluation report by name (e.g. "nih_test"); empty when the card has none."""
@@ -312,10 +321,19 @@ def card_from_json(data: Any, name: str) -> ModelCard:
             training=data.get("training", {}),
             validation_during_training=data.get("validation_during_training", {}),
             limitations=tuple(data.get("limitations", ())),
+            output_stride=_output_stride(data, name),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise XRayError(f"The model card {name} is incomplete or damaged ({type(error).__name__}: {error}); "
                         "re-create it with the training command or restore it from the release.") from error
+
+
+def _output_stride(data: dict[str, Any], name: str) -> int:
+    stride = int(data.get("output_stride", 32))
+    if stride not in OUTPUT_STRIDES:
+        raise XRayError(f"The checkpoint {name} needs a network with output stride {stride}; this version of the viewer "
+                        f"builds {' or '.join(map(str, OUTPUT_STRIDES))}.")
+    return stride
 
 
 def read_card_json(card_path: str | os.PathLike, *, check: bool = True) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def evaluate_dataset(
     if not cases:
         raise XRayError("No images to evaluate (check --split and the labels CSV).")
     boxes = read_boxes(boxes_csv, other_findings=SCORED_WITH) if boxes_csv else {}
-    feature_grid = model.input_spec.size // 32
+    feature_grid = model.card.map_grid
 
     probabilities = np.zeros((len(cases), len(PATHOLOGIES)), dtype=np.float32)
     alignments: dict[str, list] = {}

@@ -63,7 +63,7 @@ def compare_methods(
         raise XRayError("None of the boxed images could be read: " + "; ".join(unreadable[:3]))
     controls = [
         [random_control(xray.pixels.shape, finding.box, threshold=outline_threshold, seed=seed + number,
-                        grid=model.input_spec.size // 32) for finding in findings]
+                        grid=model.card.map_grid) for finding in findings]
         for number, (xray, findings) in enumerate(films)
     ]
     settings = {"threshold": outline_threshold, "seed": seed, "curve_steps": curve_steps, "sanity_films": sanity_films}

@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.models import resnet50
 
 from . import calibration, ood
-from .card import CARD_FORMAT, ModelCard, read_card, write_card
+from .card import CARD_FORMAT, OUTPUT_STRIDES, ModelCard, read_card, write_card
 from .errors import XRayError
 from .labels import PATHOLOGIES
 from .preprocessing import InputSpec
@@ -74,11 +74,23 @@ class XRayModel:
 
 
 
-def build_network(num_labels: int = len(PATHOLOGIES)) -> nn.Module:
-    """ResNet-50 with a fresh linear head; weights=None, so nothing is ever downloaded."""
-    network = resnet50(weights=None)
+def build_network(num_labels: int = len(PATHOLOGIES), output_stride: int = 32) -> nn.Module:
+    """ResNet-50 with a fresh linear head; weights=None, so nothing is ever downloaded. output_stride 16 dilates
+    layer4 instead of striding it (OUTPUT_STRIDES)."""
+    if output_stride not in OUTPUT_STRIDES:
+        raise XRayError(f"Output stride {output_stride} is not built here: choose 32 or 16.")
+    network = resnet50(weights=None, replace_stride_with_dilation=[False, False, output_stride == 16])
     network.fc = nn.Linear(network.fc.in_features, num_labels)
     return network
+
+
+def output_stride_of(network: nn.Module) -> int:
+    """32, or 16 where layer4 is dilated instead of strided (build_network)."""
+    return 16 if _unwrap(network).layer4[0].conv2.stride == (1, 1) else 32
+
+
+def architecture(output_stride: int) -> str:
+    return ARCHITECTURE if output_stride == 32 else f"{ARCHITECTURE}, layer4 dilated (output stride {output_stride})"
 
 
 def choose_device(requested: str | torch.device | None = None) -> torch.device:
@@ -120,7 +132,7 @@ def load_model(card_path: str | os.PathLike | None = None, device: str | torch.d
         state = load_safetensors(blob)
     except Exception as error:  # safetensors raises its own error types for malformed files
         raise XRayError(f"{weights_path.name} is not a readable safetensors file.") from error
-    network = build_network()
+    network = build_network(output_stride=card.output_stride)
     try:
         network.load_state_dict({name: tensor.float() for name, tensor in state.items()}, strict=True)
     except RuntimeError as error:
@@ -147,12 +159,14 @@ def save_checkpoint(
     }
     blob = save_safetensors(state)
     weights_path.write_bytes(blob)
+    stride = output_stride_of(network)
     full_card = {
         "format": CARD_FORMAT,
-        "architecture": ARCHITECTURE,
         "target_layer": TARGET_LAYER,
         "labels": list(PATHOLOGIES),
         **card,
+        "architecture": architecture(stride),
+        "output_stride": stride,
         "weights_file": weights_path.name,
         "weights_dtype": dtype,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),

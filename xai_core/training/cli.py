@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..card import OUTPUT_STRIDES
 from .config import BLOCKS, TrainConfig
 from .loop import run
 
@@ -74,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "several times faster on a CPU, at the cost of fresh augmentation at every step")
     parser.add_argument("--cached-films-per-source", type=int, default=400, metavar="N",
                         help="with --cached-views: every film with a box, and up to N others of each source")
+    parser.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, default=32,
+                        help="16: dilate layer4 instead of striding it, so every map is twice as fine (20 x 20 at "
+                             "320 px) at about 4 times layer4's cost; the starting checkpoint's weights fit either")
     parser.add_argument("--freeze-batchnorm", action="store_true",
                         help="keep every BatchNorm's running statistics as the starting checkpoint has them (its "
                              "scale and shift still train): batches that mix sources do not shift them")

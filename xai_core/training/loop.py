@@ -155,7 +155,7 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     opacity_pos_weight = positive_weights(train_bank.opacity.unsqueeze(1)).to(device)
     spec = InputSpec(size=config.image_size)
 
-    model = TrainingNetwork(build_network()).to(device).to(memory_format=torch.channels_last)
+    model = TrainingNetwork(build_network(output_stride=config.output_stride)).to(device).to(memory_format=torch.channels_last)
     prior = (anatomical_priors(config.image_size) if config.prior_regions == "per-label"
              else thorax_prior(config.image_size).unsqueeze(0)).to(device)
     state_path = config.work_dir / "state.pt"
@@ -264,7 +264,7 @@ def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: Im
     cells = None
     if config.equivariance > 0:  # each film twice: the second view moved by whole cells of the map
         cells = SHIFTS[int(torch.randint(len(SHIFTS), (1,), generator=generator))]
-        theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // 32)])
+        theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // config.output_stride)])
         batch = _Batch(theta, batch.targets.repeat(2, 1), batch.opacity.repeat(2), batch.fits_prior.repeat(2),
                        batch.boxes)
         pixels = pixels.repeat(2, 1, 1)
