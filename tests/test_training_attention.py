@@ -11,6 +11,7 @@ from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.training.attention import (
     anatomical_priors,
+    box_contrast_loss,
     box_loss,
     evidence_on_negatives,
     evidence_outside,
@@ -158,6 +159,45 @@ def test_box_loss_gives_a_map_without_evidence_no_escape_and_ignores_films_witho
     assert nothing.item() == 0.0
     out_of_view = box_loss(pooled_linear_cams(boxed, head_weight), boxes, torch.zeros(1, 10, 10))
     assert out_of_view.item() == 0.0  # a box the augmentation moved out of the view is left out
+
+
+def _two_boxed_films():
+    """Film 0 boxed at cells 2..4, film 1 at cells 6..8 (both target 0)."""
+    boxes = torch.tensor([[0.0, 0.0, 0.2, 0.2, 0.5, 0.5], [1.0, 0.0, 0.6, 0.6, 0.9, 0.9]])
+    masks = torch.zeros(2, 10, 10)
+    masks[0, 2:5, 2:5] = 1.0
+    masks[1, 6:9, 6:9] = 1.0
+    return torch.tensor([[1.0, -1.0]]), boxes, masks
+
+
+def test_box_contrast_rewards_evidence_on_this_films_box_and_not_where_boxes_usually_are():
+    head_weight, boxes, masks = _two_boxed_films()
+    each_on_its_own = torch.cat([_one_channel_film((3, 3)), _one_channel_film((7, 7))])
+    swapped = torch.cat([_one_channel_film((7, 7)), _one_channel_film((3, 3))])
+    same_everywhere = torch.cat([_one_channel_film((3, 3)), _one_channel_film((3, 3))])
+    scores = [box_contrast_loss(pooled_linear_cams(features, head_weight), boxes, masks).item()
+              for features in (each_on_its_own, same_everywhere, swapped)]
+    assert scores[0] == pytest.approx(-1.0, abs=1e-4) and scores[2] == pytest.approx(1.0, abs=1e-4)
+    # The same map on every film (an average map) gains nothing, though it is inside one film's box and box_loss
+    # gives it half marks.
+    assert scores[1] == pytest.approx(0.0, abs=1e-4)
+    assert box_loss(pooled_linear_cams(same_everywhere, head_weight), boxes, masks).item() == pytest.approx(0.5, abs=1e-4)
+    features = same_everywhere.clone().requires_grad_(True)
+    box_contrast_loss(pooled_linear_cams(features, head_weight), boxes, masks).backward()
+    assert float(features.grad[1, 0, 7, 7]) < 0 < float(features.grad[1, 0, 3, 3])  # film 1: towards its own box
+
+
+def test_box_contrast_needs_another_boxed_film_and_ignores_films_without_boxes():
+    head_weight, boxes, masks = _box_inputs()
+    alone = torch.cat([_one_channel_film((3, 3)), torch.rand(1, 2, 10, 10)]).requires_grad_(True)
+    nothing = box_contrast_loss(pooled_linear_cams(alone, head_weight), boxes, masks)
+    nothing.backward()
+    assert nothing.item() == 0.0 and float(alone.grad.abs().sum()) == 0.0
+    head_weight, boxes, masks = _two_boxed_films()
+    batch = torch.cat([_one_channel_film((3, 3)), _one_channel_film((7, 7)), torch.rand(1, 2, 10, 10)])
+    batch.requires_grad_(True)
+    box_contrast_loss(pooled_linear_cams(batch, head_weight), boxes, masks).backward()
+    assert float(batch.grad[2].abs().sum()) == 0.0
 
 
 def test_the_trained_maps_are_the_maps_the_viewer_draws(model, chest_dicom):

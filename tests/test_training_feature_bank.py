@@ -123,12 +123,14 @@ def _train(shared_data: Path, tmp_path: Path, *extra: str) -> subprocess.Complet
 
 def test_cached_training_changes_layer4_and_the_head_only_and_reuses_its_bank_on_resume(shared_data, tmp_path):
     result = _train(shared_data, tmp_path, "--steps", "2", "--validate-every", "2", "--freeze-through", "layer3",
-                    "--cached-views", "2")
+                    "--cached-views", "2", "--box-contrast", "1.0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (tmp_path / "work" / "train.log").read_text()
     assert "cached view 2/2 of 4 films" in log
     outside = [float(value) for value in re.findall(r"box evidence outside ([0-9.]+)", log)]
     assert outside and 0 < outside[-1] < 1
+    contrast = [float(value) for value in re.findall(r"box evidence other films minus own (-?[0-9.]+)", log)]
+    assert contrast and -1 <= contrast[-1] <= 1 and contrast[-1] != 0  # four boxed films: each has others
     reference = load_model(DEFAULT_CARD, device="cpu").network.state_dict()
     tuned = load_model(tmp_path / "out" / "m.json", device="cpu").network.state_dict()
     changed = {name.split(".")[0] for name, tensor in tuned.items() if not torch.equal(tensor, reference[name])}

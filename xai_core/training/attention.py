@@ -104,16 +104,47 @@ def box_loss(cams: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> to
     a model cannot escape the loss by drawing nothing. Boxes moved out of view by the augmentation are
     left out; films without boxes add nothing.
     """
+    losses = [1 - _share_inside(cams[film, target], region) for film, target, region in _boxed_regions(boxes, masks)]
+    return torch.stack(losses).mean() if losses else cams.sum() * 0.0
+
+
+def box_contrast_loss(cams: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The share of a boxed target's map evidence inside the OTHER films' boxes of the batch minus the share
+    inside its own film's, averaged over (film, target) pairs; in [-1, 1], lower is better.
+
+    box_loss alone is lowered as much by evidence where boxes usually are (the lower lung fields, say) as by
+    evidence on this film's finding, and runs that used it taught the model's average map as fast as its
+    maps (docs/model.md). Here evidence gains only where it is in this film's boxes and not in the others':
+    a map that is the same on every film scores 0 on average, whatever its shape. Other films' boxes are
+    taken where they lie in their own views (chest films are framed alike). Inputs as box_loss; pairs
+    without another boxed film in the batch add nothing.
+    """
+    regions = _boxed_regions(boxes, masks)
     losses = []
+    for film, target, region in regions:
+        others = [other for other_film, _target, other in regions if other_film != film]
+        if not others:
+            continue
+        evidence = cams[film, target]
+        elsewhere = torch.stack([_share_inside(evidence, other) for other in others]).mean()
+        losses.append(elsewhere - _share_inside(evidence, region))
+    return torch.stack(losses).mean() if losses else cams.sum() * 0.0
+
+
+def _boxed_regions(boxes: torch.Tensor, masks: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    """(film, target, region) for each film's boxes of one target, joined; boxes moved out of view left out."""
+    regions = []
     keys = boxes[:, :2].long()
     for film, target in torch.unique(keys, dim=0).tolist():
         chosen = (keys[:, 0] == film) & (keys[:, 1] == target)
         region = masks[chosen.to(masks.device)].amax(0)
-        if float(region.sum()) < 1e-3:
-            continue
-        evidence = cams[film, target]
-        losses.append(1 - (evidence * region).sum() / (evidence.sum() + 1e-6))
-    return torch.stack(losses).mean() if losses else cams.sum() * 0.0
+        if float(region.sum()) >= 1e-3:
+            regions.append((film, target, region))
+    return regions
+
+
+def _share_inside(evidence: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    return (evidence * region).sum() / (evidence.sum() + 1e-6)
 
 
 def evidence_on_negatives(features: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

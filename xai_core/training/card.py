@@ -49,6 +49,11 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
                 "training graph: the map the viewer draws) that lies inside the film's boxes of that label, the boxes "
                 "warped with the film's augmentation and averaged over the map's cells; a map with no evidence scores 1. "
                 "Films without boxes add nothing.",
+        "contrast_weight": config.box_contrast,
+        "contrast": ("the share of the boxed label's map evidence inside the other films' boxes of the batch minus the "
+                     "share inside its own film's boxes, in [-1, 1], added with weight "
+                     f"{config.box_contrast}: evidence where boxes usually are gains nothing, so the loss teaches this "
+                     "film's finding rather than the model's average map" if config.box_contrast > 0 else "off"),
         "balance": "the loss is a fraction in [0, 1], added to the classification loss (binary cross-entropy over known "
                    f"labels) with weight {config.box_loss}; it moves where a map's evidence lies, never whether a label "
                    "is present.",

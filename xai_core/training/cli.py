@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the heart for cardiomegaly, the thorax for hernia")
     parser.add_argument("--box-loss", type=float, default=0.0,
                         help="weight of the loss on a boxed label's Grad-CAM++ evidence outside its boxes; 0 = off")
+    parser.add_argument("--box-contrast", type=float, default=0.0,
+                        help="weight of the loss on a boxed label's evidence inside the other films' boxes of the "
+                             "batch minus inside its own (the margin over where boxes usually are); 0 = off")
     parser.add_argument("--opacity-loss", type=float, default=0.0,
                         help="weight of the training-only RSNA 'Lung Opacity' output's classification loss; 0 = off")
     parser.add_argument("--negative-evidence", type=float, default=0.0,

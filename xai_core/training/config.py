@@ -34,6 +34,7 @@ class TrainConfig:
     attention_prior: float = 0.0  # weight of the loss on class evidence outside its anatomical prior (NIH images)
     prior_regions: str = "thorax"  # "thorax": one mask for all labels; "per-label": anatomical_priors()
     box_loss: float = 0.0  # weight of the loss on a boxed label's Grad-CAM++ evidence outside its boxes
+    box_contrast: float = 0.0  # weight of the loss on a boxed map's evidence in other films' boxes minus its own
     opacity_loss: float = 0.0  # weight of the training-only "Lung Opacity" output's classification loss (RSNA)
     negative_evidence: float = 0.0  # weight of the loss on a label's positive evidence on images known not to have it
     equivariance: float = 0.0  # weight of the loss on maps that do not move with the film (a second, shifted view)

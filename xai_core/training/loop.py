@@ -30,7 +30,7 @@ from ..labels import PATHOLOGIES
 from ..model import _unwrap, build_network, choose_device, load_model, save_checkpoint
 from ..preprocessing import InputSpec
 from .attention import (
-    SHIFTS, anatomical_priors, box_loss, evidence_on_negatives, evidence_weights, map_equivariance,
+    SHIFTS, anatomical_priors, box_contrast_loss, box_loss, evidence_on_negatives, evidence_weights, map_equivariance,
     masked_bce, output_drift, positive_weights, prior_loss, shifted_by_cells, thorax_prior,
 )
 from .augment import augment, box_masks, random_affine
@@ -47,7 +47,7 @@ log = logging.getLogger("xai_core.train")
 PRIOR_EXEMPT = {"pediatric"}
 # The losses logged as running means, in this order.
 LOSS_NAMES = ("classification", "opacity", "evidence outside prior", "box evidence outside", "evidence on negatives",
-              "maps not moving with the film", "outputs drifting from the start")
+              "maps not moving with the film", "outputs drifting from the start", "box evidence other films minus own")
 
 
 class TrainingNetwork(nn.Module):
@@ -215,7 +215,7 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
                       _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
                             pos_weight, opacity_pos_weight))
             weights = (1.0, config.opacity_loss, config.attention_prior, config.box_loss, config.negative_evidence,
-                       config.equivariance, config.distil)
+                       config.equivariance, config.distil, config.box_contrast)
             loss = sum(weight * value for weight, value in zip(weights, losses) if weight > 0)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -331,12 +331,14 @@ def _losses(model: TrainingNetwork, batch: _Batch, logits: torch.Tensor, opacity
     opacity_loss = (masked_bce(opacity_logit.unsqueeze(1), batch.opacity.unsqueeze(1), opacity_pos_weight)
                     if config.opacity_loss > 0 else zero)
     head_weight, _ = model.head()
-    cams = pooled_linear_cams(features, head_weight) if config.attention_prior > 0 or config.box_loss > 0 else None
+    boxing = config.box_loss > 0 or config.box_contrast > 0
+    cams = pooled_linear_cams(features, head_weight) if config.attention_prior > 0 or boxing else None
+    masks = box_masks(batch.boxes, batch.theta, config.image_size, tuple(cams.shape[-2:])) if boxing else None
     outside = (prior_loss(cams[:, : len(PATHOLOGIES)], batch.theta, prior,
                           evidence_weights(logits, batch.targets) * batch.fits_prior.float().unsqueeze(1))
                if config.attention_prior > 0 else zero)
-    boxed = (box_loss(cams, batch.boxes, box_masks(batch.boxes, batch.theta, config.image_size, tuple(cams.shape[-2:])))
-             if config.box_loss > 0 else zero)
+    boxed = box_loss(cams, batch.boxes, masks) if config.box_loss > 0 else zero
+    contrast = box_contrast_loss(cams, batch.boxes, masks) if config.box_contrast > 0 else zero
     absent = (evidence_on_negatives(features, model.network.fc.weight, batch.targets)
               if config.negative_evidence > 0 else zero)
     unmoved = zero
@@ -345,7 +347,7 @@ def _losses(model: TrainingNetwork, batch: _Batch, logits: torch.Tensor, opacity
         unmoved = map_equivariance(first, second, model.network.fc.weight, cells,
                                    evidence_weights(logits, batch.targets).chunk(2)[0])
     drift = output_drift(logits, reference_logits) if reference_logits is not None else zero
-    return classification, opacity_loss, outside, boxed, absent, unmoved, drift
+    return classification, opacity_loss, outside, boxed, absent, unmoved, drift, contrast
 
 
 def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, best, config) -> dict:
