@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_loop import _nih_boxed_subset
 
 from xai_core.data import read_label_csv
 from xai_core.imaging import read_xray
@@ -95,25 +95,13 @@ def test_a_cached_view_gives_the_losses_its_pixels_give(shared_data, tmp_path):
     assert 0 < float(from_cache[3]) < 1  # the boxes were scored
 
 
-def _subset(shared_data: Path, path: Path, split: str, count: int) -> Path:
-    with open(shared_data / "nih_boxed" / "boxes.csv", newline="") as handle:
-        boxed = {row["image"] for row in csv.DictReader(handle)}
-    with open(shared_data / "nih_boxed" / "labels.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["split"] == split and row["image"] in boxed][:count]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def _train(shared_data: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     boxed = shared_data / "nih_boxed"
     command = [
         sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
         "--work-dir", str(tmp_path / "work"),
-        "--csv", str(_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
-        "--val-csv", str(_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
+        "--csv", str(_nih_boxed_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
+        "--val-csv", str(_nih_boxed_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
         "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
         "--image-size", "96", "--batch-size", "4", "--warmup-steps", "1", "--lr", "1e-4", "--box-loss", "2.0",
         "--distil", "1.0", "--freeze-batchnorm", "--device", "cpu", *extra,
