@@ -48,6 +48,25 @@ def model():
 
 
 @pytest.fixture(scope="session")
+def labelled_outputs(shared_data, model):
+    """A function giving the shipped model's outputs on one split of a data folder (`folder/labels.csv`,
+    `folder/images`), predicted once per session: the card, operating-point and calibration tests share them."""
+    from xai_core.data import read_label_csv
+    from xai_core.labelled_outputs import outputs_on
+
+    predicted = {}
+
+    def get(folder: str, split: str):
+        if (folder, split) not in predicted:
+            root = shared_data / folder
+            cases = read_label_csv(root / "labels.csv", root / "images", splits=[split])
+            predicted[folder, split] = outputs_on(model, cases, f"{folder} {split}")
+        return predicted[folder, split]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def chest_dicom(dicom_file) -> Path:
     """The real adult PA chest CR that pydicom-data ships (the viewer's sample)."""
     return dicom_file("RG1_UNCI.dcm")

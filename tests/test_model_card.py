@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from xai_core.evaluate import evaluate_dataset
 from xai_core.card import read_card
+from xai_core.evaluate import evaluate_dataset, evaluation_report
 from xai_core.model import DEFAULT_CARD
 
 CARD = read_card(DEFAULT_CARD)
@@ -26,11 +26,16 @@ def _assert_same(recorded, measured, path="report"):
         assert recorded == measured, path
 
 
+def _report(shared_data, model, labelled_outputs, folder: str, split: str, boxes: str | None = None) -> dict:
+    """The evaluate command's report on a split, from the session's one prediction of it (conftest.py)."""
+    root = shared_data / folder
+    return evaluation_report(model, labelled_outputs(folder, split), images=root / "images",
+                             labels_csv=root / "labels.csv", boxes_csv=boxes and root / boxes, split=split)
+
+
 @pytest.fixture(scope="module")
-def nih_test_report(shared_data):
-    nih = shared_data / "nih"
-    return evaluate_dataset(images=nih / "images", labels_csv=nih / "labels.csv", boxes_csv=nih / "boxes.csv",
-                            card_path=DEFAULT_CARD, split="test", device="cpu")
+def nih_test_report(shared_data, model, labelled_outputs):
+    return _report(shared_data, model, labelled_outputs, "nih", "test", "boxes.csv")
 
 
 def test_nih_test_figures_are_reproduced(nih_test_report):
@@ -45,6 +50,7 @@ def test_nih_test_figures_are_reproduced(nih_test_report):
 
 
 def test_pediatric_val_figures_are_reproduced(shared_data):
+    """End to end through `evaluate_dataset`, the evaluate command's engine, as the command runs it."""
     root = shared_data / "pediatric_pneumonia"
     report = evaluate_dataset(images=root / "images", labels_csv=root / "labels.csv", card_path=DEFAULT_CARD,
                               split="val", device="cpu")
@@ -69,11 +75,9 @@ def test_operating_thresholds_were_chosen_on_validation_data():
 
 @pytest.mark.parametrize(("name", "folder", "boxes"), [("nih_boxed_val", "nih_boxed", "boxes.csv"),
                                                        ("jsrt_val", "jsrt", "boxes.csv")])
-def test_box_set_figures_are_reproduced(shared_data, name, folder, boxes):
+def test_box_set_figures_are_reproduced(shared_data, model, labelled_outputs, name, folder, boxes):
     """The card's figures on the other radiologist box sets (validation splits, never trained on by 0.4.0)."""
-    root = shared_data / folder
-    report = evaluate_dataset(images=root / "images", labels_csv=root / "labels.csv", boxes_csv=root / boxes,
-                              card_path=DEFAULT_CARD, split="val", device="cpu")
+    report = _report(shared_data, model, labelled_outputs, folder, "val", boxes)
     recorded = CARD.report(name)
     _assert_same(recorded["alignment"], report["alignment"], "alignment")
     _assert_same(recorded["labels"], report["labels"], "labels")

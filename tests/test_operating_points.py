@@ -13,7 +13,6 @@ import pytest
 
 from xai_core.__main__ import main
 from xai_core.card import read_card, read_card_json, update_card
-from xai_core.data import read_nih
 from xai_core.errors import XRayError
 from xai_core.explanation import explain
 from xai_core.imaging import read_xray
@@ -27,7 +26,7 @@ from xai_core.operating_points import (
     TARGET_RATE,
     in_words,
     operating_points_section,
-    predict,
+    scored,
 )
 from xai_core.report import explanation_record
 from xai_core.verdict import NOT_SHOWN, TOO_FEW, WEAK, WORKS, verdict
@@ -66,9 +65,9 @@ def test_the_verdict_in_words():
 
 
 @pytest.fixture(scope="module")
-def nih(shared_data, model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def nih(labelled_outputs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(truth, calibrated probabilities) of the NIH val and test films under the checkpoint the viewer loads."""
-    return {split: predict(model, read_nih(shared_data / "nih", [split]), split) for split in NIH_SPLITS}
+    return {split: scored(labelled_outputs("nih", split)) for split in NIH_SPLITS}
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +245,10 @@ def test_the_command_writes_the_points_into_the_card_it_is_given(shared_data, tm
     assert hashlib.sha256(default_card().read_bytes()).hexdigest() == shipped
     points = read_card(card_path).operating_points
     assert points.chosen_on == "nih labels.csv, split val" and points.reported_on == "nih labels.csv, split test"
+    # strict JSON: a point chosen on negatives alone (no validation positive) has no sensitivity, never NaN
+    json.loads(card_path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the card"))
+    assert any(entry.high_specificity and entry.high_specificity.validation_sensitivity is None
+               for entry in points.labels.values())
     for label, entry in points.labels.items():
         if entry.high_sensitivity is None:  # fewer than 10 positives in 14 validation films: says so
             assert any("validation positives (at least 10 needed)" in reason for reason in entry.missing), label

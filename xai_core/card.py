@@ -159,8 +159,8 @@ class OperatingPoint:
     """A cut on the (calibrated) probability, chosen on validation; flagged when probability >= threshold."""
 
     threshold: float
-    validation_sensitivity: float
-    validation_specificity: float
+    validation_sensitivity: float | None  # None: no validation positive (a point chosen on negatives alone)
+    validation_specificity: float | None  # None: no validation negative
     test: TestRates
 
 
@@ -252,6 +252,10 @@ def _interval(bounds: Any) -> tuple[float, float] | None:
     return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
 
+def _rate(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _operating_points(data: dict[str, Any], calibration: Calibration | None) -> OperatingPoints | None:
     """The section, or None where it is absent or was cut for other weights or another calibration."""
     section = data.get("operating_points")
@@ -264,8 +268,8 @@ def _operating_points(data: dict[str, Any], calibration: Calibration | None) -> 
             return None
         test = entry["test"]
         return OperatingPoint(
-            threshold=float(entry["threshold"]), validation_sensitivity=float(entry["validation"]["sensitivity"]),
-            validation_specificity=float(entry["validation"]["specificity"]),
+            threshold=float(entry["threshold"]), validation_sensitivity=_rate(entry["validation"]["sensitivity"]),
+            validation_specificity=_rate(entry["validation"]["specificity"]),
             test=TestRates(**{name: _interval(value) if name.endswith("_ci95") else value
                               for name, value in test.items()}))
 

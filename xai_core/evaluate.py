@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from .alignment import align, random_control, summarise
 from .card import read_card, update_card
 from .data import read_boxes, read_label_csv
 from .errors import XRayError
-from .explanation import explain, normalized_cam
-from .imaging import read_xray
+from .explanation import normalized_cam
+from .labelled_outputs import LabelledOutputs, outputs_on
 from .labels import PATHOLOGIES, SCORED_WITH
-from .model import load_model
+from .model import XRayModel, load_model
 from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci, expected_calibration_error
 from .verdict import MIN_POSITIVES, verdict
 
@@ -79,62 +78,65 @@ def evaluate_dataset(
     outline_threshold: float = 0.5,
     seed: int = 0,
 ) -> dict[str, Any]:
+    """The report of the card's model on the labelled films of images (one split, or all): `evaluation_report` of
+    one forward pass per film."""
     model = load_model(card_path, device=device)
     cases = read_label_csv(labels_csv, images, splits=None if split is None else [split])
     if not cases:
         raise XRayError("No images to evaluate (check --split and the labels CSV).")
+    return evaluation_report(model, outputs_on(model, cases, "evaluating"), images=images, labels_csv=labels_csv,
+                             boxes_csv=boxes_csv, split=split, outline_threshold=outline_threshold, seed=seed)
+
+
+def evaluation_report(
+    model: XRayModel,
+    outputs: LabelledOutputs,
+    *,
+    images: Path,
+    labels_csv: Path,
+    boxes_csv: Path | None = None,
+    split: str | None = None,
+    outline_threshold: float = 0.5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUROC per label, the maps' resemblance to their average and, with boxes, the maps' alignment with each box
+    beside the random and average-map controls; from the model's outputs on the films (labelled_outputs.py)."""
     boxes = read_boxes(boxes_csv, other_findings=SCORED_WITH) if boxes_csv else {}
     feature_grid = model.card.map_grid
-
-    probabilities = np.zeros((len(cases), len(PATHOLOGIES)), dtype=np.float32)
     alignments: dict[str, list] = {}
     controls: dict[str, list] = {}
     boxed: list[tuple[str, Any, tuple[int, int]]] = []  # (label, box, image shape) for the average-map control
-    image_maps = []  # (14, grid, grid) normalised maps of each readable image
-    unreadable = []
-    for row, case in enumerate(tqdm(cases, desc="evaluating", unit="image")):
-        try:
-            xray = read_xray(case.image)
-        except XRayError as error:
-            unreadable.append(f"{case.image.name}: {error}")
-            probabilities[row] = np.nan
-            continue
-        explanation = explain(model, xray)
-        probabilities[row] = explanation.probabilities
-        image_maps.append([normalized_cam(cam, (feature_grid, feature_grid)) for cam in explanation.raw_cams])
+    for row, (case, cams, shape) in enumerate(zip(outputs.cases, outputs.raw_cams, outputs.image_shapes)):
         for finding in boxes.get(case.image.name, []):
-            heatmap = explanation.normalized_map(SCORED_WITH.get(finding.label, finding.label))
+            heatmap = normalized_cam(cams[PATHOLOGIES.index(SCORED_WITH.get(finding.label, finding.label))], shape)
             alignments.setdefault(finding.label, []).append(align(heatmap, finding.box, threshold=outline_threshold))
             controls.setdefault(finding.label, []).append(
                 random_control(heatmap.shape, finding.box, threshold=outline_threshold, seed=seed + row, grid=feature_grid)
             )
             boxed.append((finding.label, finding.box, heatmap.shape))
-    readable = ~np.isnan(probabilities[:, 0])
-    if not image_maps:
-        raise XRayError("None of the images could be read: " + "; ".join(unreadable[:3]))
-    image_maps = np.asarray(image_maps)
+    image_maps = np.asarray([[normalized_cam(cam, (feature_grid, feature_grid)) for cam in cams]
+                             for cams in outputs.raw_cams])  # (films, 14, grid, grid)
     average_maps = image_maps.mean(axis=0)
     averages: dict[str, list] = {}
     for label, box, shape in boxed:
         averages.setdefault(label, []).append(
             align(normalized_cam(average_maps[PATHOLOGIES.index(SCORED_WITH.get(label, label))], shape), box,
                   threshold=outline_threshold))
-    truth = np.stack([case.labels for case in cases])[readable]
-    metrics = label_metrics(truth, probabilities[readable], seed)
+    metrics = label_metrics(outputs.truth, outputs.probabilities, seed)
     enough = [m["auroc"] for m in metrics.values() if "auroc" in m and m["positives"] >= MIN_POSITIVES]
     report: dict[str, Any] = {
         "model_version": model.version,
         "weights_sha256": model.card.weights_sha256,
-        "data": {"images": str(images), "labels": Path(labels_csv).name, "split": split, "n": int(readable.sum()),
-                 "unreadable": unreadable},
+        "data": {"images": str(images), "labels": Path(labels_csv).name, "split": split, "n": len(outputs.cases),
+                 "unreadable": list(outputs.unreadable)},
         "labels": metrics,
         "mean_auroc": round(float(np.mean(enough)), 4) if enough else None,  # over labels with >= MIN_POSITIVES
         "mean_auroc_labels": len(enough),
         "map_resemblance": map_resemblance(image_maps, average_maps),
     }
-    opacity = np.array([case.opacity for case in cases])[readable]
+    opacity = np.array([case.opacity for case in outputs.cases])
     if (~np.isnan(opacity)).any():
-        report["lung_opacity"] = _opacity_metrics(opacity, probabilities[readable], seed)
+        report["lung_opacity"] = _opacity_metrics(opacity, outputs.probabilities, seed)
     if boxes:
         every = [a for found in alignments.values() for a in found]
         every_control = [c for found in controls.values() for c in found]

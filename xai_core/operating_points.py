@@ -24,7 +24,7 @@ import numpy as np
 
 from .card import ModelCard, OperatingPoint, TestRates, probability_scale
 from .data import Case
-from .labelled_outputs import outputs_on
+from .labelled_outputs import LabelledOutputs, outputs_on
 from .labels import PATHOLOGIES
 from .model import XRayModel
 from .stats import auroc, bootstrap_auroc_ci, bootstrap_mean_ci
@@ -61,6 +61,11 @@ def choose_cut(truth: np.ndarray, probabilities: np.ndarray, point: str) -> floa
     return float(midpoint if midpoint > cuts[chosen - 1] else cuts[chosen])
 
 
+def _share(flags: np.ndarray) -> float | None:
+    """The share of True among flags, rounded; None without a film (a point chosen on the other class alone)."""
+    return round(float(flags.mean()), 4) if flags.size else None
+
+
 def rates_at(truth: np.ndarray, probabilities: np.ndarray, cut: float, seed: int = 0) -> TestRates:
     """Sensitivity, specificity and PPV at a cut with percentile-bootstrap 95% intervals, and their counts."""
     known = ~np.isnan(truth)
@@ -91,7 +96,11 @@ def in_words(point: OperatingPoint) -> str:
 
 def predict(model: XRayModel, cases: list[Case], description: str) -> tuple[np.ndarray, np.ndarray]:
     """(truth, probabilities), both (n, 14) float64, of the readable films among cases; one forward pass each."""
-    outputs = outputs_on(model, cases, description)
+    return scored(outputs_on(model, cases, description))
+
+
+def scored(outputs: LabelledOutputs) -> tuple[np.ndarray, np.ndarray]:
+    """(truth, probabilities), both (n, 14) float64: what points are chosen and reported on."""
     return outputs.truth.astype(np.float64), outputs.probabilities.astype(np.float64)
 
 
@@ -131,8 +140,8 @@ def operating_points_section(card: ModelCard, validation: tuple[np.ndarray, np.n
             rates = rates_at(test_truth, test_prob, cut, seed)
             entry[point] = {
                 "threshold": round(cut, 6),
-                "validation": {"sensitivity": round(float(val_flagged[val_positive].mean()), 4),
-                               "specificity": round(float((~val_flagged[~val_positive]).mean()), 4)},
+                "validation": {"sensitivity": _share(val_flagged[val_positive]),
+                               "specificity": _share(~val_flagged[~val_positive])},
                 "test": {name: list(value) if isinstance(value, tuple) else value
                          for name, value in asdict(rates).items()},
             }
