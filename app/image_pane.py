@@ -25,6 +25,7 @@ from xai_core import display
 from xai_core.explanation import Explanation
 from xai_core.imaging import XRay
 from xai_core.labels import PATHOLOGIES, display_name
+from xai_core.overlay import legend_entries
 
 HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attention outline"  # the layers' names
 LAYER_KEYS = {HEATMAP: display.HEATMAP, SALIENCY: display.SALIENCY, OUTLINE: display.OUTLINE}  # ... in the pane
@@ -39,6 +40,17 @@ APP = Path(__file__).resolve().parent
 IMAGE_PAIR = st.components.v2.component(
     "chest_xray_viewer.image_pair", css=(APP / "image_pair" / "pane.css").read_text(),
     js="\n".join(path.read_text() for path in sorted((APP / "image_pair").glob("*.js"))), isolate_styles=False)
+
+
+def swatch(colour: str) -> str:
+    """A small square of colour for a legend line (markdown with HTML)."""
+    return (f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{colour};"
+            "border:1px solid #888;vertical-align:-0.05em'></span>")
+
+
+def colour_bands(colormap: str) -> list[str]:
+    """The heatmap's bands, highest first, each as its swatch, name and range: the legend of every map drawn."""
+    return [f"{swatch(colour)} {name} ({text})" for name, text, colour in legend_entries(colormap)]
 
 
 def last_pane_place() -> tuple[str, bool] | None:

@@ -23,19 +23,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run a
 from app.feedback_panel import feedback_panel  # noqa: E402
 from app.image_cache import display_grey, explain_image, read_image, saliency_map, saliency_png  # noqa: E402
 from app.image_pane import (  # noqa: E402
-    HEATMAP, LAYER_KEYS, OUTLINE, SALIENCY, image_pair, last_pane_place, no_pane, place_pane, view_settings)
+    HEATMAP,
+    LAYER_KEYS,
+    OUTLINE,
+    SALIENCY,
+    colour_bands,
+    image_pair,
+    last_pane_place,
+    no_pane,
+    place_pane,
+    swatch,
+    view_settings,
+)
 from app.method_picker import method_comparison  # noqa: E402
 from app.pacs_tab import pacs_source, send_to_pacs  # noqa: E402
+from xai_core import display  # noqa: E402
 from xai_core.errors import XRayError  # noqa: E402
 from xai_core.explanation import Explanation  # noqa: E402
+from xai_core.findings import Finding, by_probability, findings  # noqa: E402
 from xai_core.imaging import MAX_UPLOAD_BYTES, XRay  # noqa: E402
 from xai_core.labels import PATHOLOGIES, display_name  # noqa: E402
-from xai_core import display  # noqa: E402
-from xai_core.findings import Finding, by_probability, findings  # noqa: E402
 from xai_core.model import XRayModel  # noqa: E402
 from xai_core.ood import Assessment, Level  # noqa: E402
 from xai_core.operating_points import POINT_NAMES  # noqa: E402
-from xai_core.overlay import COLORMAPS, DEFAULT_COLORMAP, legend_entries, saliency_for_display, to_png_bytes  # noqa: E402
+from xai_core.overlay import COLORMAPS, DEFAULT_COLORMAP, saliency_for_display, to_png_bytes  # noqa: E402
 from xai_core.report import DISCLAIMER, explanation_record  # noqa: E402
 from xai_core.samples import sample_images  # noqa: E402
 from xai_core.serving import shared_model  # noqa: E402  one per process, loaded as app/server.py starts
@@ -229,13 +240,9 @@ def map_evidence(model: XRayModel, label: str) -> None:
 
 
 def legend(settings: dict, explanation: Explanation, label: str) -> None:
-    def swatch(colour: str) -> str:
-        return (f"<span style='display:inline-block;width:0.8em;height:0.8em;background:{colour};"
-                "border:1px solid #888;vertical-align:-0.05em'></span>")
-
     layers, parts = settings["layers"], []
     if HEATMAP in layers:
-        parts += [f"{swatch(colour)} {name} ({text})" for name, text, colour in legend_entries(settings["colormap"])]
+        parts += colour_bands(settings["colormap"])
     if SALIENCY in layers:
         parts.append(f"{swatch(SALIENCY_COLOUR)} gradient saliency")
     if OUTLINE in layers:

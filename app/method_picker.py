@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from app.image_pane import colour_bands
 from xai_core.explanation import Explanation
 from xai_core.figures import alternating_frames, figure_caption, figure_gif, figure_png, method_figure
 from xai_core.imaging import XRay
@@ -55,6 +56,9 @@ def method_comparison(model: XRayModel, xray: XRay, explanation: Explanation, la
                 st.caption(method_track_record(model.card, method, label))
             if heatmap is not None:
                 shown.append((METHODS[method].title, heatmap))
+        if shown:
+            st.markdown(" &nbsp; ".join(colour_bands(settings["colormap"])) + " &nbsp; of each map's own maximum",
+                        unsafe_allow_html=True)
         if len(shown) == 2:
             agreement = map_agreement(shown[0][1], shown[1][1], threshold=settings["outline_threshold"])
             st.markdown(f"**{shown[0][0]} and {shown[1][0]}, {display_name(label)}:** {agreement.in_words()}")

@@ -16,6 +16,7 @@ from xai_core.card import read_card
 from xai_core.labels import display_name
 from xai_core.model import DEFAULT_CARD
 from xai_core.method_jobs import JobState
+from xai_core.overlay import DEFAULT_COLORMAP, legend_entries
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -56,6 +57,9 @@ def test_method_side_by_side_draws_one_pass_methods_at_once_with_their_agreement
     assert "Grad-CAM++ (Chattopadhay et al. 2018): the page's own map" in text
     assert "Grad-CAM (Selvaraju et al. 2017): " in text and "1 image through the network" in text
     assert "**Grad-CAM++ and Grad-CAM, " in text and "rank correlation" in text and "(IoU)" in text
+    # the two maps' colours in words, as under the page's overlay: each band's swatch, name and range
+    legend = next(line.value for line in at.markdown if "of each map's own maximum" in line.value)
+    assert all(f"{name} ({text})" in legend and colour in legend for name, text, colour in legend_entries(DEFAULT_COLORMAP))
     downloads = {button.key: button.proto for button in at.get("download_button")}
     assert downloads["method_figure"].label == "Figure of these maps (PNG)"
     assert downloads["method_gif"].label == "Animation: film, then each map (GIF)"
