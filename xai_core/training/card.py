@@ -71,6 +71,9 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
         "augmentation": (f"{config.cached_views} fixed augmented views per film, their layer3 features computed once "
                          "(every boxed film, up to "
                          f"{config.cached_films_per_source} others per source); layer4 and the head trained on them"
+                         + (f", each step on a random crop of each view's layer3 map {config.cached_crop} cell"
+                            f"{'s' if config.cached_crop > 1 else ''} (16 px each) smaller, its boxes and prior moved "
+                            "with it" if config.cached_crop > 0 else "")
                          if config.cached_views > 0 else "a new augmentation of every film at every step"),
     }
 

@@ -68,6 +68,24 @@ def last_block(network: nn.Module, layer3_output: torch.Tensor) -> tuple[torch.T
     return network.fc(features.mean((2, 3))), features
 
 
+def cropped(features: torch.Tensor, theta: torch.Tensor, cells: int,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random crop of each view's layer3 map (N, C, h, w), `cells` smaller in height and width, and the warps
+    (N, 2, 3) of what each crop shows. Convolutions are translation-equivariant, so layer4 on a crop is layer4 on
+    the view moved by whole layer3 cells (16 px) and cropped, away from the crop's edges (a test checks it); the
+    boxes and the prior follow through the composed warp."""
+    n, _, h, w = features.shape
+    offsets = torch.randint(0, cells + 1, (n, 2), generator=generator)  # (x, y) of each crop's corner, in cells
+    crops = torch.stack([features[i, :, y : y + h - cells, x : x + w - cells]
+                         for i, (x, y) in enumerate(offsets.tolist())])
+    # a crop's coordinate u in affine_grid's [-1, 1] is the view's (size' / size) u + (size' + 2 offset) / size - 1
+    size = torch.tensor([w, h], dtype=theta.dtype)
+    scale = (size - cells) / size
+    shift = (size - cells + 2 * offsets.to(theta.dtype)) / size - 1
+    linear = theta[:, :, :2]
+    return crops, torch.cat([linear * scale.view(1, 1, 2), theta[:, :, 2:] + linear @ shift.unsqueeze(2)], dim=2)
+
+
 @torch.no_grad()
 def build(network: nn.Module, reference: nn.Module | None, bank: ImageBank, films: list[int], config: TrainConfig,
           normalise, device: torch.device) -> FeatureBank:

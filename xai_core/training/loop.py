@@ -37,7 +37,7 @@ from .augment import augment, box_masks, random_affine
 from .bank import ImageBank, count_sources, rank_order, read_training_boxes, training_cases
 from .card import write_card
 from .config import BLOCKS, TrainConfig
-from .feature_bank import FeatureBank, last_block, load_or_build
+from .feature_bank import FeatureBank, cropped, last_block, load_or_build
 from .validation import predict, val_thresholds, validation_report
 
 log = logging.getLogger("xai_core.train")
@@ -187,6 +187,8 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if distributed else model
     cached = None
+    if config.cached_crop > 0 and config.cached_views == 0:
+        raise SystemExit("--cached-crop crops cached views: it needs --cached-views.")
     if config.cached_views > 0:
         if config.freeze_through != "layer3" or config.equivariance > 0 or distributed:
             raise SystemExit("--cached-views trains layer4 and the head on fixed views: it needs --freeze-through "
@@ -210,7 +212,7 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
             indices = order[position * per_rank : (position + 1) * per_rank]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            losses = (_cached_step(model, cached, train_bank, indices, config, device, prior, pos_weight,
+            losses = (_cached_step(model, cached, train_bank, indices, config, step, device, prior, pos_weight,
                                    opacity_pos_weight) if cached is not None else
                       _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
                             pos_weight, opacity_pos_weight))
@@ -281,15 +283,19 @@ def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: Im
 
 
 def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, views: torch.Tensor,
-                 config: TrainConfig, device: torch.device, prior: torch.Tensor, pos_weight: torch.Tensor,
+                 config: TrainConfig, step: int, device: torch.device, prior: torch.Tensor, pos_weight: torch.Tensor,
                  opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One batch's losses from cached layer3 features (feature_bank.py): layer4 and the head run here."""
-    films = cached.films[views]
-    batch = _Batch(cached.theta[views], bank.labels[films].to(device), bank.opacity[films].to(device),
+    """One batch's losses from cached layer3 features (feature_bank.py): layer4 and the head run here, on a random
+    crop of each view with --cached-crop."""
+    films, features, theta = cached.films[views], cached.features[views], cached.theta[views]
+    if config.cached_crop > 0:
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101)
+        features, theta = cropped(features, theta, config.cached_crop, generator)
+    batch = _Batch(theta, bank.labels[films].to(device), bank.opacity[films].to(device),
                    _fits_prior(bank, films, device), bank.boxes_of(films))
     _train_mode(model, model, config)
     with autocast(device):
-        logits, features = last_block(model.network, cached.features[views].to(device).float())
+        logits, features = last_block(model.network, features.to(device).float())
     opacity_logit = model.opacity(features.float().mean((2, 3))).squeeze(1)
     reference_logits = cached.reference[views].to(device) if config.distil > 0 else None
     return _losses(model, batch, logits, opacity_logit, features, reference_logits, None, config, prior,
