@@ -34,12 +34,14 @@ def test_all_14_maps_equal_pytorch_grad_cam_at_input_size(model, image, request)
     size = model.input_spec.size
     ours = explain(model, xray).maps(normalized=True, shape=(size, size))
     network = model.network
-    network.requires_grad_(True)
+    # The library needs the target layer's output in the autograd graph; its gradient is the same whichever
+    # weights require one, and with the last block's alone the backward pass stops there (not at the stem).
+    network.layer4[-1].requires_grad_(True)
     try:
         with GradCAMPlusPlus(model=network, target_layers=[network.layer4[-1]]) as cam:
             reference = np.stack([cam(input_tensor=inputs, targets=[ClassifierOutputTarget(i)])[0] for i in range(14)])
     finally:
-        network.requires_grad_(False)
+        network.layer4[-1].requires_grad_(False)
     assert ours.shape == reference.shape == (14, size, size)
     assert np.abs(ours - reference).max() <= 1e-4
     # the maps are not trivially equal: labels differ from each other
