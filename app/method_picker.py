@@ -57,8 +57,8 @@ def method_comparison(model: XRayModel, xray: XRay, explanation: Explanation, la
             if heatmap is not None:
                 shown.append((METHODS[method].title, heatmap))
         if shown:
-            st.markdown(" &nbsp; ".join(colour_bands(settings["colormap"])) + " &nbsp; of each map's own maximum",
-                        unsafe_allow_html=True)
+            st.markdown("Colours, as a share of each map's own maximum: &nbsp; "
+                        + " &nbsp; ".join(colour_bands(settings["colormap"])), unsafe_allow_html=True)
         if len(shown) == 2:
             agreement = map_agreement(shown[0][1], shown[1][1], threshold=settings["outline_threshold"])
             st.markdown(f"**{shown[0][0]} and {shown[1][0]}, {display_name(label)}:** {agreement.in_words()}")
