@@ -5,9 +5,10 @@ and prints: the time from the health check saying OK (/api/ready) to the first h
 from opening the page to the first heatmap drawn on the bundled sample (in a fresh browser profile and with the
 page's scripts cached); time from a pathology toggle (pressing a row of the findings table) and from an overlay
 switch (the pane's outline box) to the new overlay in the page; a pathology switched in the image pane's picker to
-the next painted frame, beside the same page's idle frame; and the server's resident memory after the timed
-sessions, with N more sessions on the same film (what a session costs) and N more on films of their own (NIH
-images from ../shared/data when present: each film's pictures and maps are cached once). As a reference in the
+the next painted frame, beside the same page's idle frame; the method comparison opened to both methods' maps
+shown; and the server's resident memory after the timed sessions, with N more sessions on the same film (what a
+session costs) and N more on films of their own (NIH images from ../shared/data when present: each film's
+pictures and maps are cached once). As a reference in the
 same run, the time a bare Streamlit page (benchmarks/bare_streamlit_page.py: the welcome page's heading and button,
 nothing else) takes to become ready: Streamlit's own floor on this machine.
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from browser_support import (  # noqa: E402
     COUNT_MESSAGES_TO_SERVER,
     FINDING_ROWS,
+    METHOD_PANEL,
     NEW_OVERLAY_SETTLED,
     ROOT,
     launch_chromium,
@@ -71,6 +73,27 @@ PANE_SWITCH = """async (label) => {
     await frame();
     return [(performance.now() - start) / 1000, idle / 1000, window.__messagesToServer - sent];
 }"""
+
+
+# The method comparison opened (a press on its title): both methods' maps loaded, Grad-CAM's computed on opening.
+# The first time it holds is stamped on the page's clock.
+COMPARISON_DRAWN = """() => {
+    const panel = [...document.querySelectorAll("[data-testid='stExpander']")]
+        .find((expander) => expander.textContent.includes('Compare explanation methods side by side'));
+    const maps = panel ? [...panel.querySelectorAll("[data-testid='stImage'] img")] : [];
+    const drawn = maps.length >= 2 && maps.every((map) => map.complete && map.naturalWidth > 0);
+    if (drawn) window.__viewerTimes.comparison = performance.now();
+    return drawn;
+}"""
+
+
+def comparison_seconds(page) -> float:
+    """From the press on the method comparison's title to both methods' maps shown."""
+    page.locator(METHOD_PANEL).get_by_text("Compare explanation methods side by side").click()
+    page.wait_for_function(COMPARISON_DRAWN, polling="raf", timeout=180_000)
+    seconds = page.evaluate("window.__viewerTimes.comparison - window.__viewerTimes.presses.at(-1)") / 1000
+    wait_until_idle(page)
+    return seconds
 
 
 def press_to_overlay_seconds(page) -> float:
@@ -171,7 +194,7 @@ def measure(args, url, process, reference_url, browser, usable_after_health: flo
         return context
 
     first_heatmap, first_heatmap_cached, click_to_heatmap, toggles, switches, settled = [], [], [], [], [], []
-    pane_switches, idle_frames, rerun_messages = [], [], 0
+    pane_switches, idle_frames, rerun_messages, comparisons = [], [], 0, []
     ready, ready_cached, reference_ready, reference_ready_cached = [], [], [], []
     labels = ["Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Edema"]
     for repeat in range(args.repeats):
@@ -202,6 +225,7 @@ def measure(args, url, process, reference_url, browser, usable_after_health: flo
             pane_switches.append(switch_s)
             idle_frames.append(idle_s)
             rerun_messages += sent
+        comparisons.append(comparison_seconds(page))
         context.close()
 
         context = fresh_profile()
@@ -251,6 +275,7 @@ def measure(args, url, process, reference_url, browser, usable_after_health: flo
     print(line("toggle or switch → whole page redrawn (table, picker, downloads)", settled, "–"))
     print(line("pathology switched in the image pane's picker → next frame painted", pane_switches, "≤ 0.1 s"))
     print(line("… the same page's idle frame", idle_frames, "–"))
+    print(line("method comparison opened → both methods' maps shown (Grad-CAM computed)", comparisons, "–"))
     print(line("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"))
     print(line("reference: bare Streamlit page → button pressed (ready), page scripts cached",
                reference_ready_cached, "–"))
