@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 
+from xai_core.errors import XRayError
 from xai_core.evaluate import evaluate_dataset, map_resemblance
 from xai_core.labels import PATHOLOGIES
 
@@ -52,6 +53,25 @@ def test_average_map_differs_from_each_images_map(shared_data, tmp_path):
     assert figures["average_map"]["energy_inside"] != pytest.approx(figures["model"]["energy_inside"], abs=1e-4)
     resemblance = report["map_resemblance"]
     assert -1.0 <= min(resemblance["per_label"].values()) and resemblance["median"] < 0.999
+
+
+def test_an_unreadable_film_is_named_and_the_others_are_scored(shared_data, tmp_path):
+    """A damaged file in the labels CSV is reported by name with the reason; the readable films are evaluated.
+    With none readable, the command says so instead of a report of nothing."""
+    rows = [row for row in _nih_rows(shared_data, "labels.csv") if row["split"] == "test"][:3]
+    images = tmp_path / "images"
+    images.mkdir()
+    for row in rows[:2]:
+        (images / row["image"]).symlink_to(shared_data / "nih" / "images" / row["image"])
+    (images / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    _write(tmp_path / "labels.csv", rows[:2] + [{**rows[2], "image": "damaged.png"}])
+    report = evaluate_dataset(images=images, labels_csv=tmp_path / "labels.csv", device="cpu")
+    assert report["data"]["n"] == 2
+    assert len(report["data"]["unreadable"]) == 1 and report["data"]["unreadable"][0].startswith("damaged.png: ")
+    assert all(entry["n"] == 2 for entry in report["labels"].values())
+    _write(tmp_path / "labels.csv", [{**rows[2], "image": "damaged.png"}])
+    with pytest.raises(XRayError, match=r"None of the films could be read \(1 tried\): damaged.png: "):
+        evaluate_dataset(images=images, labels_csv=tmp_path / "labels.csv", device="cpu")
 
 
 def test_map_resemblance_is_the_correlation_with_the_average_map():

@@ -44,7 +44,7 @@ def outputs_on(model: XRayModel, cases: list[Case], description: str) -> Labelle
         cams.append(explanation.raw_cams)
         shapes.append(explanation.image_shape)
     if not readable:
-        raise XRayError(f"None of the {len(cases)} {description} films could be read: " + "; ".join(unreadable[:3]))
+        raise XRayError(f"None of the films could be read ({len(cases)} tried): " + "; ".join(unreadable[:3]))
     return LabelledOutputs(cases=tuple(readable), truth=np.stack([case.labels for case in readable]),
                            logits=np.stack(logits), probabilities=np.stack(probabilities), raw_cams=np.stack(cams),
                            image_shapes=tuple(shapes), unreadable=tuple(unreadable))
