@@ -258,7 +258,7 @@ def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: Im
           config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor,
           pos_weight: torch.Tensor, opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One batch's losses, in LOSS_NAMES order (zero where a loss is off)."""
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+    generator = _step_generator(config, step, rank)
     pixels = bank.pixels[indices].to(device).float() / 255.0
     theta = random_affine(len(indices), config, generator)
     batch = _Batch(theta, bank.labels[indices].to(device), bank.opacity[indices].to(device),
@@ -289,7 +289,7 @@ def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, v
     crop of each view with --cached-crop."""
     films, features, theta = cached.films[views], cached.features[views], cached.theta[views]
     if config.cached_crop > 0:
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101)
+        generator = _step_generator(config, step, rank=0)
         features, theta = cropped(features, theta, config.cached_crop, generator)
     batch = _Batch(theta, bank.labels[films].to(device), bank.opacity[films].to(device),
                    _fits_prior(bank, films, device), bank.boxes_of(films))
@@ -300,6 +300,11 @@ def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, v
     reference_logits = cached.reference[views].to(device) if config.distil > 0 else None
     return _losses(model, batch, logits, opacity_logit, features, reference_logits, None, config, prior,
                    pos_weight, opacity_pos_weight)
+
+
+def _step_generator(config: TrainConfig, step: int, rank: int) -> torch.Generator:
+    """The random draws of one step on one process (augmentation, crops): the same on a resumed run."""
+    return torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
 
 
 @dataclass
