@@ -10,6 +10,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 from browser_support import (
     BROWSER_TEST,
@@ -274,7 +275,6 @@ WINDOW_PRESET = "select[data-window='preset']"
 def _canvas(page, selector: str, index: int = 0):
     import base64
 
-    import numpy as np
     from PIL import Image
 
     url = page.locator(selector).nth(index).evaluate("canvas => canvas.toDataURL('image/png')")
@@ -299,8 +299,6 @@ def _open_upload(page, path) -> None:
 @pytest.mark.parametrize("film", ["DICOM", "8-bit PNG", "16-bit PNG"])
 def test_the_display_window_changes_the_picture_and_nothing_of_the_result(page, film, chest_dicom, nih_test_images,
                                                                           chest_png16):
-    import numpy as np
-
     from xai_core.display_window import display_values
     from xai_core.imaging import read_xray
     from xai_core.overlay import display_shape
@@ -372,6 +370,69 @@ def test_the_image_pane_draws_each_switch_at_once_and_the_server_acts_on_it_with
     assert settings["layers"] == ["Grad-CAM++ heatmap", "Attention outline"]
     assert _summary(page).startswith(f"Pathology shown: {name} ·") and _marked(page) == [name]
     assert _result_shown(page)[0] == before[0]  # the findings are the model's, unchanged
+
+
+def test_the_panes_outline_is_drawn_where_the_engine_draws_it(page, model, chest_dicom):
+    """The pane finds the outline's contours itself, on the heatmap's coarser grid, and strokes them: the same lines
+    as the engine's outline at the pane's size (what the downloads draw), to within two pixels either way."""
+    from scipy import ndimage
+
+    from xai_core.display import OUTLINE_RGB
+    from xai_core.explanation import explain, normalized_cam
+    from xai_core.imaging import read_xray
+    from xai_core.overlay import render_overlay
+
+    open_sample(page)
+    wait_until_idle(page)
+    explanation = explain(model, read_xray(chest_dicom))
+    page.locator("[data-map='outline']").check()
+    for label, threshold in (("Cardiomegaly", "0.5"), ("Effusion", "0.3"), ("Pneumothorax", "0.8")):
+        page.locator("select[data-map='label']").select_option(label)
+        page.locator("input[data-map='threshold']").fill(threshold)
+        assert json.loads(overlay_source(page))[1] == label
+        pane = _canvas(page, f"{OVERLAY_PANE} canvas[data-layer='outline']")[..., 3] >= 128
+        map01 = normalized_cam(explanation.raw_cams[explanation.labels.index(label)], pane.shape)
+        engine = (render_overlay(np.zeros(pane.shape), outline_map=map01, threshold=float(threshold))
+                  == OUTLINE_RGB).all(axis=-1)
+        assert engine.sum() > 1000 and 0.7 < pane.sum() / engine.sum() < 1.4, (label, pane.sum(), engine.sum())
+        for drawn, other in ((pane, engine), (engine, pane)):
+            assert np.mean(ndimage.distance_transform_edt(~other)[drawn] <= 2) > 0.99, label
+    page.locator("input[data-map='threshold']").fill("0.5")
+    toggle_layer(page, "outline")
+
+
+# In the page: the pathology of every overlay the pane draws from now on, in order.
+RECORD_DRAWN_LABELS = f"""() => {{
+    window.__drawnLabels = [];
+    new MutationObserver(() => {{
+        const drawn = document.querySelector("{OVERLAY_PANE}").dataset.drawn;
+        if (drawn) window.__drawnLabels.push(JSON.parse(drawn)[1]);
+    }}).observe(document.querySelector("{OVERLAY_PANE}"), {{attributes: true, attributeFilter: ['data-drawn']}});
+}}"""
+
+
+# In the page: pick the first pathology in the pane's picker, and the second in the frame the pane tells the server.
+SWITCH_AS_THE_SERVER_IS_TOLD = """async ([first, second]) => {
+    const picker = document.querySelector("select[data-map='label']");
+    const pick = (label) => { picker.value = label; picker.dispatchEvent(new Event('change')); };
+    const sent = window.__messagesToServer;
+    pick(first);
+    while (window.__messagesToServer === sent) await new Promise(requestAnimationFrame);
+    pick(second);
+}"""
+
+
+def test_the_servers_reply_to_an_earlier_switch_leaves_the_readers_latest_on_screen(page):
+    """The reader switches again while the server still runs for the switch before: its reply to the earlier one
+    does not bring that map back (it did, for a moment, before the pane kept the choices it had told)."""
+    picker = page.locator("select[data-map='label']")
+    first, second = [option.get_attribute("value") for option in picker.locator("option").all()[5:7]]
+    page.evaluate(RECORD_DRAWN_LABELS)
+    page.evaluate(SWITCH_AS_THE_SERVER_IS_TOLD, [first, second])
+    wait_for_server(page)
+    drawn = page.evaluate("window.__drawnLabels")
+    assert drawn[:2] == [first, second] and set(drawn[2:]) <= {second}, drawn
+    assert _shown(page) == display_name(second) and json.loads(overlay_source(page))[1] == second
 
 
 def test_maps_revealed_on_a_non_chest_image_show_the_film_in_a_pane_drawn_anew(page, dicom_file):

@@ -11,7 +11,15 @@ from collections.abc import Collection
 import numpy as np
 
 from .explanation import Explanation
-from .overlay import colorize, display_shape, outline_width, render_overlay, resize_grey, to_png_bytes
+from .overlay import (
+    MIN_OUTLINE_AREA_PX,
+    colorize,
+    display_shape,
+    outline_width,
+    render_overlay,
+    resize_grey,
+    to_png_bytes,
+)
 
 HEATMAP, SALIENCY, OUTLINE = "heatmap", "saliency", "outline"  # the layers, as app/image_pair/ names them
 SALIENCY_RGB, OUTLINE_RGB = (0, 255, 0), (0, 255, 255)  # render_overlay's colours for them
@@ -57,7 +65,8 @@ def raw_map_grids(explanation: Explanation) -> dict[str, dict]:
 def pane_overlay(shape: tuple[int, int], colormap: str) -> dict:
     """How the pane draws the layers over a picture of `shape`: colour table, outline width and colours."""
     return {"colormap": colormap, "lut": colour_table(colormap), "outline_colour": list(OUTLINE_RGB),
-            "outline_width": outline_width(shape), "saliency_colour": list(SALIENCY_RGB)}
+            "outline_width": outline_width(shape), "outline_min_area": MIN_OUTLINE_AREA_PX,
+            "saliency_colour": list(SALIENCY_RGB)}
 
 
 def explanation_overlay(grey: np.ndarray, explanation: Explanation, label: str, layers: Collection[str], *,

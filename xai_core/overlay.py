@@ -139,8 +139,11 @@ def _shoelace_area(polygon: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
+MIN_OUTLINE_AREA_PX = 16.0  # contours enclosing less are specks of an upsampled map
+
+
 def outline_polygons(
-    map01: np.ndarray, threshold: float, *, min_area_px: float = 16.0
+    map01: np.ndarray, threshold: float, *, min_area_px: float = MIN_OUTLINE_AREA_PX
 ) -> list[np.ndarray]:
     """Closed contours of the region map01 >= threshold, as (N, 2) float (x, y) arrays.
 

@@ -13,12 +13,25 @@ function mapControl(viewer, name, tag = "input") {
 // has paused (TELL_AFTER_MS): stepping through the pathologies with the arrow keys reruns nothing on the way.
 const TELL_AFTER_MS = 300;
 
-function tell(viewer) {
-  document.dispatchEvent(new CustomEvent("cxr-shown", { detail: viewer.choice.label }));
+// A choice as the server sends it back: its settings in CHOICES order.
+function choiceKey(choice) {
+  return JSON.stringify(CHOICES.map((key) => choice[key]));
+}
+
+// The reader's choice is on its way to the server (told by the pane or by the table): until the server sends it
+// back, a reply to an earlier one is stale and leaves the reader's newer choice on screen (adopt).
+function toldChoice(viewer) {
   const choice = { ...viewer.choice };
   // data-told: the choice the server was last told, by the pane or by the table; data-served equals it once the
   // server has acted on it
   viewer.pair.dataset.told = JSON.stringify(choice);
+  viewer.pending.push(choiceKey(choice));
+  return choice;
+}
+
+function tell(viewer) {
+  document.dispatchEvent(new CustomEvent("cxr-shown", { detail: viewer.choice.label }));
+  const choice = toldChoice(viewer);
   clearTimeout(viewer.telling);
   viewer.telling = setTimeout(() => viewer.setStateValue("choice", choice), TELL_AFTER_MS);
 }
@@ -54,7 +67,7 @@ function wireMap(viewer) {
     if (!row || !viewer.choice || !viewer.data.maps[row.dataset.label]) return;
     if (event.type === "keydown" && event.key !== "Enter" && event.key !== " ") return;
     viewer.choice.label = row.dataset.label;
-    viewer.pair.dataset.told = JSON.stringify({ ...viewer.choice }); // the table tells the server this choice
+    toldChoice(viewer); // the table tells the server this choice
     redraw();
   };
   document.addEventListener("click", fromTable, true);
@@ -66,12 +79,16 @@ function wireMap(viewer) {
 }
 
 // The server's settings win where they changed since it last sent them (the reader moved a page control);
-// elsewhere the reader's choice made here stays.
+// elsewhere the reader's choice made here stays. A reply to a choice told before the reader's latest one (the
+// reader switched again while the server ran) changes nothing on screen.
 function adopt(viewer, overlay) {
   const served = Object.fromEntries(CHOICES.map((key) => [key, overlay[key]]));
+  const echoed = viewer.pending.lastIndexOf(choiceKey(served));
+  const stale = echoed >= 0 && echoed < viewer.pending.length - 1;
+  if (echoed >= 0) viewer.pending.splice(0, echoed + 1);
   if (!viewer.choice) viewer.choice = { ...served };
   for (const key of CHOICES) {
-    if (!viewer.served || JSON.stringify(viewer.served[key]) !== JSON.stringify(served[key])) {
+    if (!stale && (!viewer.served || JSON.stringify(viewer.served[key]) !== JSON.stringify(served[key]))) {
       viewer.choice[key] = served[key];
     }
   }

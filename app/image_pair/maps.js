@@ -1,5 +1,5 @@
 // Drawing the maps: the model's raw grids scaled and resized as xai_core.explain does, coloured with the colour
-// table, the outline's rim, and the gradient saliency picture in its colour.
+// table, the outline's contours, and the gradient saliency picture in its colour.
 
 const SCALE_EPS = 1e-7; // xai_core.explain's min-max eps
 
@@ -85,30 +85,91 @@ function paint(canvas, width, height, fill) {
   context.putImageData(pixels, 0, 0);
 }
 
-// Where the map reaches the threshold, less that region shrunk by the line width: its rim, drawn inside it.
-function outlineOf(map, width, height, threshold, lineWidth) {
-  const inside = new Uint8Array(map.length);
-  map.forEach((value, index) => { inside[index] = value >= threshold ? 1 : 0; });
-  const shrink = (mask, step, count, length) => { // a run of lineWidth pixels along one axis must all be inside
-    const out = new Uint8Array(mask.length);
-    for (let line = 0; line < count; line += 1) {
-      const start = line * (step === 1 ? width : 1);
-      let run = 0;
-      const stretch = new Int32Array(length); // inside pixels up to here along the line
-      for (let at = 0; at < length; at += 1) {
-        run = mask[start + at * step] ? run + 1 : 0;
-        stretch[at] = run;
-      }
-      run = 0;
-      for (let at = length - 1; at >= 0; at -= 1) {
-        run = mask[start + at * step] ? run + 1 : 0;
-        out[start + at * step] = stretch[at] > lineWidth && run > lineWidth ? 1 : 0;
+// The outline as xai_core.overlay.outline_polygons finds it: the contours of where the map reaches the threshold
+// (marching squares, the map padded with zeros so that a region touching the border closes along it), each a closed
+// polygon of (x, y) in the map's pixels (pixel i's centre at i + 0.5); specks enclosing less than minArea square
+// pixels (at `scale` display pixels per map pixel) are left out. Found on the heatmap's grid: the map is the model's
+// few cells scaled up smoothly, so its contours are those at display size to well under a display pixel.
+function outlinePolygons(map, cols, rows, threshold, [scaleX, scaleY], minArea) {
+  const across = cols + 2; // the padded grid: node (r, c) is map pixel (r - 1, c - 1), zero outside the map
+  const at = (r, c) => (r < 1 || c < 1 || r > rows || c > cols ? 0 : map[(r - 1) * cols + c - 1]);
+  // A crossing lies on the edge from node (r, c) right (id 2n) or down (id 2n + 1), n = r * across + c; each
+  // crossing joins the two cells beside its edge, so following neighbours walks each contour round to its start.
+  const points = new Map();
+  const links = new Map();
+  const crossing = ([r, c, down]) => {
+    const id = 2 * (r * across + c) + (down ? 1 : 0);
+    if (!points.has(id)) {
+      const from = at(r, c);
+      const t = (threshold - from) / ((down ? at(r + 1, c) : at(r, c + 1)) - from);
+      points.set(id, [c - 0.5 + (down ? 0 : t), r - 0.5 + (down ? t : 0)]);
+    }
+    return id;
+  };
+  const link = (a, b) => {
+    for (const [from, to] of [[a, b], [b, a]]) {
+      if (!links.has(from)) links.set(from, []);
+      links.get(from).push(to);
+    }
+  };
+  for (let r = 0; r <= rows; r += 1) {
+    for (let c = 0; c <= cols; c += 1) {
+      const corners = [at(r, c), at(r, c + 1), at(r + 1, c + 1), at(r + 1, c)]; // clockwise from the top left
+      const inside = corners.map((value) => value >= threshold);
+      const code = inside.reduce((sum, flag, index) => sum + (flag ? 1 << index : 0), 0);
+      if (code === 0 || code === 15) continue;
+      const sides = [[r, c, false], [r, c + 1, true], [r + 1, c, false], [r, c, true]]; // top, right, bottom, left
+      const edges = sides.map((side, index) => (inside[index] !== inside[(index + 1) % 4] ? crossing(side) : null));
+      const cut = edges.filter((id) => id !== null);
+      if (cut.length === 2) {
+        link(...cut);
+      } else { // a saddle: the centre's value says whether the two inside corners are joined through it
+        const joined = corners.reduce((sum, value) => sum + value, 0) / 4 >= threshold;
+        const [top, right, bottom, left] = edges;
+        if (joined === inside[0]) { link(top, right); link(bottom, left); } else { link(top, left); link(right, bottom); }
       }
     }
-    return out;
-  };
-  const core = shrink(shrink(inside, 1, height, width), width, width, height);
-  return inside.map((value, index) => value & (1 - core[index]));
+  }
+  const polygons = [];
+  const seen = new Set();
+  for (const start of links.keys()) {
+    if (seen.has(start)) continue;
+    const polygon = [];
+    let [previous, current] = [null, start];
+    while (!seen.has(current)) {
+      seen.add(current);
+      const [x, y] = points.get(current);
+      polygon.push([x * scaleX, y * scaleY]);
+      const next = links.get(current).find((id) => id !== previous && !seen.has(id));
+      [previous, current] = [current, next ?? start];
+    }
+    let twiceArea = 0;
+    polygon.forEach(([x, y], index) => {
+      const [nextX, nextY] = polygon[(index + 1) % polygon.length];
+      twiceArea += x * nextY - nextX * y;
+    });
+    if (Math.abs(twiceArea) / 2 >= minArea) polygons.push(polygon);
+  }
+  return polygons;
+}
+
+// The outline's contours drawn as lines outline_width wide, centred on them, as xai_core.overlay draws them.
+function drawOutline(canvas, map, [cols, rows], [width, height], threshold, overlay) {
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  const [red, green, blue] = overlay.outline_colour;
+  context.strokeStyle = `rgb(${red}, ${green}, ${blue})`;
+  context.lineWidth = overlay.outline_width;
+  context.lineJoin = "round";
+  context.beginPath();
+  for (const polygon of outlinePolygons(map, cols, rows, threshold, [width / cols, height / rows],
+    overlay.outline_min_area)) {
+    context.moveTo(...polygon[0]);
+    for (const point of polygon.slice(1)) context.lineTo(...point);
+    context.closePath();
+  }
+  context.stroke();
 }
 
 // Each layer is painted again only when what it shows changed (an opacity is a style; a threshold repaints only the
@@ -145,19 +206,11 @@ function drawOverlay(viewer) {
       }
     }, grid);
   }
-  if (shown.has("outline")) {
-    const [red, green, blue] = overlay.outline_colour;
-    repaint(outline, JSON.stringify([data.image, choice.label, choice.threshold]), (out) => {
-      const rim = outlineOf(normalizedMap(viewer, choice.label), width, height, choice.threshold,
-        overlay.outline_width);
-      for (let index = 0; index < rim.length; index += 1) {
-        if (!rim[index]) continue;
-        out[4 * index] = red;
-        out[4 * index + 1] = green;
-        out[4 * index + 2] = blue;
-        out[4 * index + 3] = 255;
-      }
-    });
+  const outlineKey = JSON.stringify([data.image, choice.label, choice.threshold]);
+  if (shown.has("outline") && outline.dataset.painted !== outlineKey) {
+    const grid = heatmapSize(data.size);
+    drawOutline(outline, normalizedMap(viewer, choice.label, grid), grid, data.size, choice.threshold, overlay);
+    outline.dataset.painted = outlineKey;
   }
   heatmap.style.opacity = saliency.style.opacity = choice.opacity;
   heatmap.hidden = !shown.has("heatmap");

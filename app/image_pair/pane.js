@@ -77,6 +77,7 @@ function build(root) {
     generation: 0,
     choice: null, // what the reader shows now: {label, layers, opacity, threshold}, switched here without the server
     served: null, // the same settings as the server last sent them
+    pending: [], // the choices told to the server (map_choice.js's choiceKey) that it has not sent back yet
   };
   wireWindow(viewer);
   wireMap(viewer);
@@ -108,6 +109,7 @@ export default function (component) {
     delete viewer.pair.dataset.told;
     viewer.choice = null;
     viewer.served = null;
+    viewer.pending = [];
     viewer.picture = null;
     viewer.saliency = null;
     viewer.maps.clear();
