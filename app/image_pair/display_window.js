@@ -68,11 +68,16 @@ function syncControls(viewer) {
   preset.value = viewer.window ? named || CUSTOM : FILE_WINDOW;
 }
 
-// Both panes' radiograph: the file's own rendering, or the codes through the reader's window.
+// Both panes' radiograph: the file's own rendering, or the codes through the reader's window (drawn once they are
+// decoded: the first window a reader picks may wait for them a moment after the film is shown).
 function drawGrey(viewer) {
   const picture = viewer.picture;
   if (!picture) return;
   syncControls(viewer);
+  if (viewer.window && !picture.codes) {
+    picture.decoding.then(() => { if (viewer.picture === picture) drawGrey(viewer); });
+    return;
+  }
   const [width, height] = viewer.data.size;
   const [first, second] = viewer.bases;
   const context = first.getContext("2d", { willReadFrequently: true });
@@ -119,16 +124,30 @@ async function decodePicture(source, colourManaged) {
   return createImageBitmap(blob, colourManaged ? {} : { colorSpaceConversion: "none", premultiplyAlpha: "none" });
 }
 
-async function loadPicture(viewer, data) {
-  const generation = ++viewer.generation;
-  const [original, coded] = await Promise.all([decodePicture(data.original, true), decodePicture(data.codes, false)]);
-  if (generation !== viewer.generation) return false; // a newer image arrived meanwhile
+// The 16-bit codes from their picture (red the high byte, green the low byte).
+async function decodeCodes(source) {
+  const coded = await decodePicture(source, false);
   const canvas = new OffscreenCanvas(coded.width, coded.height);
   const context = canvas.getContext("2d", { willReadFrequently: true });
   context.drawImage(coded, 0, 0);
   const rgba = context.getImageData(0, 0, coded.width, coded.height).data;
   const codes = new Uint16Array(coded.width * coded.height);
   for (let index = 0; index < codes.length; index += 1) codes[index] = (rgba[4 * index] << 8) | rgba[4 * index + 1];
-  viewer.picture = { image: data.image, original, codes };
+  return codes;
+}
+
+// The film is shown once its own rendering is decoded; the codes, needed only for a window the reader picks, are
+// decoded beside it and marked on the pane (data-codes) when ready.
+async function loadPicture(viewer, data) {
+  const generation = ++viewer.generation;
+  const codes = decodeCodes(data.codes);
+  const original = await decodePicture(data.original, true);
+  if (generation !== viewer.generation) return false; // a newer image arrived meanwhile
+  const picture = { image: data.image, original, codes: null };
+  picture.decoding = codes.then((values) => {
+    picture.codes = values;
+    if (viewer.picture === picture) viewer.pair.dataset.codes = data.image;
+  });
+  viewer.picture = picture;
   return true;
 }

@@ -67,7 +67,7 @@ function build(root) {
                 invert: control("invert"), levelText: control("level", "output"),
                 widthText: control("width", "output") },
     data: null,
-    picture: null, // {image, original: ImageBitmap, codes: Uint16Array} of the image drawn
+    picture: null, // {image, original: ImageBitmap, codes: Uint16Array (null until decoded), decoding} of the image
     maps: new Map(), // label -> its normalised map at display size
     window: null, // {center, width} chosen by the reader; null: the file's own window
     invert: false,
@@ -111,6 +111,7 @@ export default function (component) {
     viewer.served = null;
     viewer.pending = [];
     viewer.picture = null;
+    delete viewer.pair.dataset.codes;
     viewer.saliency = null;
     viewer.maps.clear();
     viewer.window = null;
