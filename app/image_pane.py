@@ -5,12 +5,15 @@ The pane draws the original and the overlay in the browser: the display window, 
 left them, and a pathology, layer, opacity or threshold picked there is drawn at once and then told to the server
 (`_from_pane`). The maps travel as the model's raw 14 grids, scaled and coloured there.
 
-The radiograph's pictures (about 2.5 MB) are sent once per pane: a rerun for a switch in the pane sends them no
-more. The pane asks again when it was drawn anew (`_resend_pictures`). Where the last full run drew it (the image,
-greyed out or not) is kept too: a pane drawn anew by this run (after a run without one, or moved in or out of the
-greyed-out container) gets the pictures with its first data, since asking for them from a pane mounted mid-run
-starts a fragment rerun while the full run still streams, which Streamlit's page cannot follow ("Bad delta path
-index": the page goes blank).
+The radiograph's picture is sent once per pane: a rerun for a switch in the pane sends it no more. The pane asks
+again when it was drawn anew (`_resend_pictures`). The film's 16-bit codes for the display window (about two thirds
+of the bytes, 1.9 MB for the sample) are sent only once the pane asks for them, when the reader first picks a window
+(`_send_codes`): the film is shown sooner.
+
+Where the last full run drew the pane (the image, greyed out or not) is kept too: a pane drawn anew by this run
+(after a run without one, or moved in or out of the greyed-out container) gets the picture with its first data,
+since asking for it from a pane mounted mid-run starts a fragment rerun while the full run still streams, which
+Streamlit's page cannot follow ("Bad delta path index": the page goes blank).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ HEATMAP, SALIENCY, OUTLINE = "Grad-CAM++ heatmap", "Gradient saliency", "Attenti
 LAYER_KEYS = {HEATMAP: display.HEATMAP, SALIENCY: display.SALIENCY, OUTLINE: display.OUTLINE}  # ... in the pane
 # What the overlay shows until the reader changes it in the image pane, the one place for it.
 DEFAULT_VIEW = {"layers": ["heatmap"], "opacity": 0.5, "threshold": 0.5}
-PICTURES_SENT = "pictures_sent"  # the image whose radiograph pictures this session's pane already holds
+PICTURES_SENT = "pictures_sent"  # the image whose radiograph picture this session's pane already holds
+CODES_ASKED = "codes_asked"  # the image whose display codes the pane asked for, until a run sends them
 PANE_PLACE = "pane_place"  # where the last full run drew the image pane: (image, greyed out or not)
 FIGURE_HEIGHT = 540  # of each image pane, in CSS pixels
 APP = Path(__file__).resolve().parent
@@ -83,13 +87,15 @@ def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.
     values = window_values(xray.sha256, xray, grey.shape)
     send_pictures = st.session_state.get(PICTURES_SENT) != xray.sha256
     st.session_state[PICTURES_SENT] = xray.sha256
+    send_codes = st.session_state.get(CODES_ASKED) == xray.sha256
+    st.session_state.pop(CODES_ASKED, None)
     data = {
         "image": xray.sha256,
         "size": [grey.shape[1], grey.shape[0]],
         "height": FIGURE_HEIGHT,
         "captions": ["Original", overlay_title],
         "original": display.data_url(radiograph_png(xray.sha256, grey)) if send_pictures else None,
-        "codes": display.data_url(codes_png(xray.sha256, values)) if send_pictures else None,
+        "codes": display.data_url(codes_png(xray.sha256, values)) if send_codes else None,
         "display": values.as_dict(),
         "findings": [{"label": name, "name": display_name(name)} for name in order],
         "maps": display.raw_map_grids(explanation),
@@ -104,12 +110,19 @@ def image_pair(xray: XRay, explanation: Explanation, order: list[str], grey: np.
         },
     }
     IMAGE_PAIR(key="image_pair", height="content", data=data, on_choice_change=_from_pane,
-               on_pictures_change=_resend_pictures)
+               on_pictures_change=_resend_pictures, on_codes_change=_send_codes)
 
 
 def _resend_pictures() -> None:
     """The pane lost the radiograph's pictures (it was drawn anew): the next run sends them again."""
     st.session_state.pop(PICTURES_SENT, None)
+
+
+def _send_codes() -> None:
+    """The reader picked a display window: the next run sends the film's codes (the image the pane names)."""
+    image = st.session_state["image_pair"].get("codes")
+    if isinstance(image, str):
+        st.session_state[CODES_ASKED] = image
 
 
 def _from_pane() -> None:

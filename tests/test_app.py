@@ -19,6 +19,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app.image_pane import CODES_ASKED
 from app.method_picker import JOB, MAPS, OPENED
 from xai_core import explanation as explanation_module
 from xai_core import serving
@@ -205,11 +206,16 @@ def test_toggling_pathology_and_overlays_never_repeats_the_forward_pass(forward_
     at = _opened_sample()
     _, overlay = _overlay(at)
     other = _findings(at)[5]["label"]
-    assert _image_pair(at)["original"] and _image_pair(at)["codes"]  # the radiograph's pictures, with the result
+    assert _image_pair(at)["original"] and _image_pair(at)["codes"] is None  # the radiograph, with the result
     _show(at, other)
     title, changed = _overlay(at)
     assert title.startswith(display_name(other)) and changed != overlay
-    assert _image_pair(at)["original"] is None and _image_pair(at)["codes"] is None  # the pane has them already
+    assert _image_pair(at)["original"] is None and _image_pair(at)["codes"] is None  # the pane has it already
+    at.session_state[CODES_ASKED] = _image_pair(at)["image"]  # as the pane asks once the reader picks a window
+    _show(at)
+    assert _image_pair(at)["original"] is None and _image_pair(at)["codes"].startswith("data:image/png;base64,")
+    _show(at)
+    assert _image_pair(at)["codes"] is None  # sent once
     assert _component(at, "pathology_table")["shown"] == other  # the table marks the row of the map shown
     summary = next(element.value for element in at.markdown if element.value.startswith("Pathology shown: "))
     assert summary.startswith(f"Pathology shown: **{display_name(other)}**")

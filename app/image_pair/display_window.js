@@ -1,6 +1,6 @@
 // The display window (level, width, presets, invert, the file's own window) applied in the browser to the film's
-// 16-bit display codes; and the radiograph's two pictures decoded once per image. For viewing only: the model read
-// the file's own pixels (xai_core.display_window).
+// 16-bit display codes; and the radiograph's two pictures, each decoded once per image. For viewing only: the model
+// read the file's own pixels (xai_core.display_window).
 
 const CODES = 65535;
 const FILE_WINDOW = "File's window";
@@ -68,14 +68,14 @@ function syncControls(viewer) {
   preset.value = viewer.window ? named || CUSTOM : FILE_WINDOW;
 }
 
-// Both panes' radiograph: the file's own rendering, or the codes through the reader's window (drawn once they are
-// decoded: the first window a reader picks may wait for them a moment after the film is shown).
+// Both panes' radiograph: the file's own rendering, or the codes through the reader's window (drawn once the
+// codes are here: the first window picked for a film waits for them).
 function drawGrey(viewer) {
   const picture = viewer.picture;
   if (!picture) return;
   syncControls(viewer);
   if (viewer.window && !picture.codes) {
-    picture.decoding.then(() => { if (viewer.picture === picture) drawGrey(viewer); });
+    needCodes(viewer, picture);
     return;
   }
   const [width, height] = viewer.data.size;
@@ -136,18 +136,36 @@ async function decodeCodes(source) {
   return codes;
 }
 
-// The film is shown once its own rendering is decoded; the codes, needed only for a window the reader picks, are
-// decoded beside it and marked on the pane (data-codes) when ready.
+// The film's codes are two thirds of its pictures' bytes and only a window the reader picks needs them: the server
+// sends them when the pane first asks (app/image_pane.py), and they are decoded then, and marked on the pane
+// (data-codes).
+function needCodes(viewer, picture) {
+  if (picture.decoding) return;
+  if (!picture.codesSource) {
+    if (!picture.asked) viewer.setTriggerValue("codes", picture.image);
+    picture.asked = true;
+    return;
+  }
+  picture.decoding = decodeCodes(picture.codesSource).then((codes) => {
+    picture.codes = codes;
+    if (viewer.picture !== picture) return;
+    viewer.pair.dataset.codes = picture.image;
+    drawGrey(viewer);
+  });
+}
+
+// The codes the server sent for the film shown, once the pane asked.
+function receiveCodes(viewer, data) {
+  const picture = viewer.picture;
+  if (!data.codes || !picture || picture.image !== data.image || picture.codesSource) return;
+  picture.codesSource = data.codes;
+  if (viewer.window) needCodes(viewer, picture);
+}
+
 async function loadPicture(viewer, data) {
   const generation = ++viewer.generation;
-  const codes = decodeCodes(data.codes);
   const original = await decodePicture(data.original, true);
   if (generation !== viewer.generation) return false; // a newer image arrived meanwhile
-  const picture = { image: data.image, original, codes: null };
-  picture.decoding = codes.then((values) => {
-    picture.codes = values;
-    if (viewer.picture === picture) viewer.pair.dataset.codes = data.image;
-  });
-  viewer.picture = picture;
+  viewer.picture = { image: data.image, original, codesSource: data.codes, codes: null, asked: false, decoding: null };
   return true;
 }

@@ -67,7 +67,7 @@ function build(root) {
                 invert: control("invert"), levelText: control("level", "output"),
                 widthText: control("width", "output") },
     data: null,
-    picture: null, // {image, original: ImageBitmap, codes: Uint16Array (null until decoded), decoding} of the image
+    picture: null, // the image drawn: {image, original: ImageBitmap, codesSource, codes: Uint16Array, asked, decoding}
     maps: new Map(), // label -> its normalised map at display size
     window: null, // {center, width} chosen by the reader; null: the file's own window
     invert: false,
@@ -98,6 +98,7 @@ export default function (component) {
   const { data, parentElement, setStateValue, setTriggerValue } = component;
   const viewer = parentElement.__cxrViewer || (parentElement.__cxrViewer = build(parentElement));
   viewer.setStateValue = setStateValue;
+  viewer.setTriggerValue = setTriggerValue;
   // A new image opens whole, in the file's window, with nothing of the previous film left on screen; a new map,
   // layer or overlay setting keeps the reader's zoom, pan and window.
   const newImage = !viewer.data || viewer.data.image !== data.image;
@@ -139,6 +140,7 @@ export default function (component) {
     place(viewer);
     if (viewer.picture) drawOverlay(viewer);
   }
+  receiveCodes(viewer, data);
   const saliencySource = data.overlay.saliency;
   if (saliencySource && viewer.saliency?.source !== saliencySource) {
     loadSaliency(viewer, saliencySource).then(() => { if (viewer.picture) drawOverlay(viewer); });
