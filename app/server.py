@@ -1,6 +1,7 @@
 """The viewer's server: `streamlit run app/server.py` serves the page (app/main.py) and starts loading the model
 as the server starts, before anyone opens the page. Beside it, it imports the modules the page imports (the method
-panel, the store, PACS: seconds on a busy machine), so that the first reader's first run does not.
+panel, the store, PACS: seconds on a busy machine) and runs Streamlit's own first-page check, so that the first
+reader's first run does not.
 
 `GET /api/ready` answers 200 once the model is loaded and the page's modules imported, 503 while they load or
 when the model could not be loaded (the reason in its JSON): the health check (Dockerfile, docs/deploy.md).
@@ -46,6 +47,12 @@ def page_modules(page: Path = PAGE) -> list[str]:
 def import_page_modules() -> None:
     for module in [*page_modules(), *STREAMLIT_ON_FIRST_PAGE]:
         importlib.import_module(module)
+    # Streamlit checks once per process, on the first element any page draws, whether it runs in a REPL: a walk of
+    # every loaded module's source path (0.3 s of the first reader's first page). Done here, it is done for them.
+    first_element_check = getattr(importlib.import_module("streamlit.delta_generator"), "_maybe_print_use_warning",
+                                  None)
+    if first_element_check is not None:
+        first_element_check()
 
 
 @asynccontextmanager

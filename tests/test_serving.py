@@ -46,3 +46,20 @@ def test_the_kept_explanation_is_shared_read_only(chest_dicom):
     assert kept is serving.explained(read_xray(chest_dicom))
     with pytest.raises(ValueError, match="read-only"):
         kept.raw_cams[0, 0, 0] = 1.0
+
+
+def test_the_servers_warm_up_imports_the_pages_modules_and_does_streamlits_first_page_check(monkeypatch):
+    """What app/server.py does before /api/ready says OK, so that the first reader's first run does not: every
+    module app/main.py imports is loaded, and Streamlit's once-per-process check on the first element a page draws
+    (0.3 s) is done."""
+    import sys
+
+    from streamlit import delta_generator
+
+    from app import server
+
+    monkeypatch.setattr(delta_generator, "_use_warning_has_been_displayed", False)  # as in a new process
+    server.import_page_modules()
+    assert delta_generator._use_warning_has_been_displayed
+    assert "app.method_picker" in server.page_modules()
+    assert [module for module in server.page_modules() if module not in sys.modules] == []
