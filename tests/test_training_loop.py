@@ -121,6 +121,8 @@ def test_two_steps_with_radiologist_boxes_train_the_maps_and_report_localisation
     assert localisation["boxes"] >= 47 and 0 <= localisation["random"] < localisation["pointing"] + 1
     assert card.training["box_supervision"]["box_loss_weight"] == 2.0
     assert "before any test figure" in card.training["selection_rule"]
+    # Every validated step is kept for evaluate, read at the size it was trained at.
+    assert load_model(tmp_path / "work" / "step_2.json", device="cpu").input_spec.size == 96
     # The stem and the first two blocks were frozen: they are the starting checkpoint's exactly.
     reference = load_model(DEFAULT_CARD, device="cpu").network
     tuned = load_model(tmp_path / "out" / "m.json", device="cpu").network

@@ -370,11 +370,14 @@ def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, b
     log.info("validation at step %d: score %.4f (mean AUROC %.4f, pooled pointing margin %.4f; %.0f s) "
              "localisation %s AUROC %s", step, report["score"], report["mean_auroc"], report["pooled_margin"],
              time.monotonic() - started, json.dumps(report["localisation"]), json.dumps(report["per_source"]))
-    save_checkpoint(model.network, {}, config.work_dir / f"step_{step}.json")  # every candidate, for evaluate
+    # Every candidate is kept for evaluate, with the input it was trained and validated at: a card without it
+    # would be read at the default size.
+    candidate = {"input": spec.as_dict()}
+    save_checkpoint(model.network, candidate, config.work_dir / f"step_{step}.json")
     if not math.isnan(report["score"]) and report["score"] > best["score"]:
         best = {"score": report["score"], "step": step, "report": report,
                 "thresholds": val_thresholds(probabilities[:, : len(PATHOLOGIES)], val_bank)}
-        save_checkpoint(model.network, {}, config.work_dir / "best.json")
+        save_checkpoint(model.network, candidate, config.work_dir / "best.json")
         log.info("new best checkpoint at step %d", step)
     return best
 
