@@ -57,9 +57,13 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
         "balance": "the loss is a fraction in [0, 1], added to the classification loss (binary cross-entropy over known "
                    f"labels) with weight {config.box_loss}; it moves where a map's evidence lies, never whether a label "
                    "is present.",
-        "rsna_lung_opacity": f"'{OPACITY}' is not one of the 14 labels: it was learnt by a training-only output on the "
-                             f"shared pooled features (weight {config.opacity_loss}, started from the Pneumonia row, "
-                             "not shipped). Its boxes supervised that output's map and the maps of "
+        "rsna_lung_opacity": f"'{OPACITY}' is not one of the 14 labels: "
+                             + (f"it was learnt by a training-only output on the shared pooled features (weight "
+                                f"{config.opacity_loss}, " if config.opacity_loss > 0 else
+                                "no output learnt whether a film has one (opacity loss off); a training-only output on "
+                                "the shared pooled features carried its map (")
+                             + "started from the Pneumonia row, not shipped). Its boxes supervised that output's map "
+                             "and the maps of "
                              f"{', '.join(t for t in BOX_TARGETS[OPACITY] if t != OPACITY)} (RSNA's opacities are those "
                              "suspicious for pneumonia, so any pneumonia evidence on such a film belongs in them). "
                              "'Normal' films were negatives for all 14 labels; the others unknown for the 14.",
