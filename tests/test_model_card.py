@@ -76,7 +76,7 @@ def test_operating_thresholds_were_chosen_on_validation_data():
 @pytest.mark.parametrize(("name", "folder", "boxes"), [("nih_boxed_val", "nih_boxed", "boxes.csv"),
                                                        ("jsrt_val", "jsrt", "boxes.csv")])
 def test_box_set_figures_are_reproduced(shared_data, model, labelled_outputs, name, folder, boxes):
-    """The card's figures on the other radiologist box sets (validation splits, never trained on by 0.4.0)."""
+    """The card's figures on the other radiologist box sets (validation splits; training used train splits only)."""
     report = _report(shared_data, model, labelled_outputs, folder, "val", boxes)
     recorded = CARD.report(name)
     _assert_same(recorded["alignment"], report["alignment"], "alignment")
