@@ -48,7 +48,7 @@ def _recorded(model: XRayModel, comparison: dict):
 
 
 def test_method_track_record_of_the_shipped_card_quotes_only_what_evaluate_measured(model):
-    """0.4.0 carries no method comparison: every method but the viewer's own says it was never measured, and
+    """The shipped card carries no method comparison: every method but the viewer's own says it was never measured, and
     Grad-CAM++ quotes the card's `evaluate` figures on NIH test boxes, as the page's evidence line does."""
     assert "methods" not in model.card.report(TRACK_RECORD_REPORT)
     for method in set(METHODS) - {VIEWER_METHOD}:
