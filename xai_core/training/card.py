@@ -38,6 +38,15 @@ LIMITATIONS = [
     "\"too few cases to tell\".",
     "Inputs are squashed to a square; lateral views, other body parts and non-radiographs are out of distribution.",
 ]
+PRIORS_LIMITATION = (
+    "Anatomical priors kept the training's map evidence on the lung fields (the heart for cardiomegaly): a map there "
+    "shows where the model was allowed to look, not that it found the lesion."
+)
+
+
+def limitations(config: TrainConfig) -> list[str]:
+    """The card's limitations: the fixed ones, and the anatomical priors' where the run used them."""
+    return [*LIMITATIONS, *([PRIORS_LIMITATION] if config.attention_prior > 0 else [])]
 
 
 def box_supervision(config: TrainConfig, boxes: int) -> dict:
@@ -115,7 +124,7 @@ def write_card(config: TrainConfig, command: str, best: dict, step: int, seconds
             "box_supervision": box_supervision(config, boxes),
         },
         "data_sources": {source: DATA_SOURCES[source] for source in counts if source in DATA_SOURCES},
-        "limitations": LIMITATIONS,
+        "limitations": limitations(config),
         "validation_during_training": best.get("report", {}),
         "thresholds": best.get("thresholds", {label: 0.5 for label in PATHOLOGIES}),
     }
