@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import numpy as np
 import pytest
 
+from xai_core.card import read_card
 from xai_core.errors import XRayError
-from xai_core.evaluate import evaluate_dataset, map_resemblance
+from xai_core.evaluate import evaluate_dataset, map_resemblance, record_in_card
 from xai_core.labels import PATHOLOGIES
+from xai_core.model import DEFAULT_CARD
 
 
 def _write(path, rows):
@@ -87,3 +90,32 @@ def test_map_resemblance_is_the_correlation_with_the_average_map():
         assert figures["per_label"][label] == pytest.approx(np.median(expected), abs=1e-4), label
     same = map_resemblance(np.repeat(average[None], 3, axis=0), average)
     assert same["median"] == pytest.approx(1.0) and set(same["per_label"].values()) == {1.0}
+
+
+def test_method_comparisons_recorded_one_at_a_time_join_only_for_the_same_weights_films_and_settings(tmp_path):
+    """`evaluate --methods M --record-in-card nih_test` adds M to the card's comparison when the weights, films, boxes
+    and settings are the ones already recorded (slow methods run one at a time); anything else replaces it."""
+    card_path = tmp_path / "resnet50_cxr14.json"
+    shutil.copy(DEFAULT_CARD, card_path)
+    (tmp_path / "resnet50_cxr14.safetensors").symlink_to(DEFAULT_CARD.with_suffix(".safetensors"))
+    base = read_card(card_path).report("nih_test")
+
+    def comparison(method: str, **changes) -> dict:
+        return {"boxes": "boxes.csv", "films": 57, "unreadable": [], "outline_threshold": 0.5,
+                "settings": {"threshold": 0.5, "seed": 0, "curve_steps": 10, "sanity_films": 2},
+                "methods": {method: {"title": method}}, **changes}
+
+    def recorded_methods() -> list[str]:
+        return sorted(read_card(card_path).report("nih_test")["methods"]["methods"])
+
+    record_in_card(card_path, "nih_test", {**base, "methods": comparison("cam")})
+    record_in_card(card_path, "nih_test", {**base, "methods": comparison("occlusion")})
+    assert recorded_methods() == ["cam", "occlusion"]
+    record_in_card(card_path, "nih_test", base)  # evaluated again without --methods: the comparison stays
+    assert recorded_methods() == ["cam", "occlusion"]
+    other_steps = comparison("kernel_shap", settings={"threshold": 0.5, "seed": 0, "curve_steps": 4, "sanity_films": 2})
+    record_in_card(card_path, "nih_test", {**base, "methods": other_steps})
+    assert recorded_methods() == ["kernel_shap"]
+    record_in_card(card_path, "nih_test", {**base, "weights_sha256": "0" * 64, "methods": comparison("cam")})
+    record_in_card(card_path, "nih_test", {**base, "methods": comparison("grad_cam")})
+    assert recorded_methods() == ["grad_cam"]  # other weights' figures never join this model's

@@ -247,5 +247,23 @@ def _interval(bounds: list[float], width: int = 14) -> str:
 
 
 def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
-    """Store a report in the model card's `metrics` under name."""
-    update_card(card_path, metrics={**read_card(card_path).metrics, name: report})
+    """Store a report in the model card's `metrics` under name. A method comparison joins the one already recorded
+    there when both come from the same weights, films, boxes and settings, so that slow methods can be run one at a
+    time; any other recorded comparison is replaced."""
+    metrics = read_card(card_path).metrics
+    comparison = joined_comparison(metrics.get(name), report)
+    update_card(card_path, metrics={**metrics, name: {**report, **({"methods": comparison} if comparison else {})}})
+
+
+def joined_comparison(recorded: dict[str, Any] | None, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The method comparison to record with report: its own, joined with the recorded one's methods where both
+    compare the same weights on the same films, boxes and settings (the new figures win)."""
+    new, old = report.get("methods"), (recorded or {}).get("methods")
+    if old is None or any((recorded or {}).get(key) != report.get(key) for key in ("weights_sha256", "data")):
+        return new
+    if new is None:
+        return old  # the same weights and films evaluated again without --methods: the comparison still holds
+    same = ("boxes", "films", "unreadable", "outline_threshold", "settings")
+    if any(old.get(key) != new.get(key) for key in same):
+        return new
+    return {**new, "methods": {**old["methods"], **new["methods"]}}

@@ -72,6 +72,7 @@ def compare_methods(
         "films": len(films),
         "unreadable": unreadable,
         "outline_threshold": outline_threshold,
+        "settings": settings,
         "methods": {name: _method_report(model, name, films, controls, **settings) for name in methods},
     }
 
