@@ -252,7 +252,8 @@ def record_in_card(card_path: Path, name: str, report: dict[str, Any]) -> None:
     time; any other recorded comparison is replaced."""
     metrics = read_card(card_path).metrics
     comparison = joined_comparison(metrics.get(name), report)
-    update_card(card_path, metrics={**metrics, name: {**report, **({"methods": comparison} if comparison else {})}})
+    recorded = report if comparison is None else {**report, "methods": comparison}
+    update_card(card_path, metrics={**metrics, name: recorded})
 
 
 def joined_comparison(recorded: dict[str, Any] | None, report: dict[str, Any]) -> dict[str, Any] | None:

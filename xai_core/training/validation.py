@@ -68,10 +68,8 @@ def classification_report(probabilities: np.ndarray, bank: ImageBank) -> dict:
                     # The shipped model answers RSNA's opacity with its Pneumonia output: that is the figure
                     # ("auroc") the score and a reader use; the training-only output's is kept apart by name.
                     scored = auroc(truth, probabilities[rows, PATHOLOGIES.index(SCORED_WITH[OPACITY])][known])
-                    per_label[target] = {"auroc": round(float(scored), 4),
-                                         "scored_with": SCORED_WITH[OPACITY],
-                                         "auroc_of_training_only_output": round(float(value), 4),
-                                         "positives": positives, "n": int(known.sum())}
+                    per_label[target].update(auroc=round(float(scored), 4), scored_with=SCORED_WITH[OPACITY],
+                                             auroc_of_training_only_output=round(float(value), 4))
                     value = scored
                 scores.append(value)
         per_source[source] = per_label
