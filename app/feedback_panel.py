@@ -43,6 +43,8 @@ VERDICTS = {"agree": "I agree with the model's flag", "disagree": "I disagree", 
 DRAWING_SIDE = 768  # longest side of the picture drawn on, in pixels; the boxes are kept in the image's own
 FORM_ROUND = "feedback_round"  # a new, empty form after each save
 OUTCOME = "feedback_outcome"  # (image, pathology), kind and words of the last save, shown above the form
+OPENED = "feedback_open"  # the panel's state: the form (its film picture included) is drawn only once it was opened
+STARTED = "feedback_forms_opened"  # the forms opened in this session, kept drawn while the panel is closed again
 APP = Path(__file__).resolve().parent
 BOX_DRAWING = st.components.v2.component("chest_xray_viewer.box_drawing", css=(APP / "box_drawing.css").read_text(),
                                          js=(APP / "box_drawing.js").read_text(), isolate_styles=False)
@@ -80,8 +82,9 @@ def shown_findings(found: tuple[Finding, ...]) -> dict[str, ShownFinding]:
 
 def feedback_panel(model: XRayModel, xray: XRay, found: tuple[Finding, ...], label: str, settings: dict,
                    point: str) -> None:
-    """Audit the view once per image, pathology, overlay and operating point; offer the feedback form. found: the
-    findings the page shows (xai_core.findings, at `point`)."""
+    """Audit the view once per image, pathology, overlay and operating point; offer the feedback form, drawn only
+    once the reader opens its panel (closed, it would cost every first result a quarter of a second in the browser).
+    found: the findings the page shows (xai_core.findings, at `point`)."""
     overlay = overlay_shown(settings, label)
     try:
         store = feedback_store(database_url())
@@ -89,8 +92,14 @@ def feedback_panel(model: XRayModel, xray: XRay, found: tuple[Finding, ...], lab
     except XRayError as error:
         st.caption(f"Feedback is unavailable right now: {error}")
         return
-    with st.expander(f"Your feedback on {display_name(label)}"):
-        _feedback_form(store, model, xray, found, label, overlay, point)
+    panel = st.expander(f"Your feedback on {display_name(label)}", key=OPENED, on_change="rerun")
+    form = f"feedback_{xray.sha256[:16]}_{label}_{st.session_state.get(FORM_ROUND, 0)}"
+    started = st.session_state.setdefault(STARTED, set())
+    if panel.open:
+        started.add(form)
+    if form in started:  # drawn while closed too, once opened: what the reader typed or drew stays in the form
+        with panel:
+            _feedback_form(store, model, xray, found, label, overlay, point, form)
 
 
 def _audit_view(store: Store, model: XRayModel, xray: XRay, overlay: dict, point: str) -> None:
@@ -102,7 +111,7 @@ def _audit_view(store: Store, model: XRayModel, xray: XRay, overlay: dict, point
 
 
 def _feedback_form(store: Store, model: XRayModel, xray: XRay, found: tuple[Finding, ...], label: str,
-                   overlay: dict, point: str) -> None:
+                   overlay: dict, point: str, form: str) -> None:
     """The form; "Save feedback" stores it in its callback, before the page is drawn again, so the outcome and
     (after a save) an empty form are what the reader sees next. The model is not run again."""
     shown = shown_findings(found)
@@ -112,7 +121,6 @@ def _feedback_form(store: Store, model: XRayModel, xray: XRay, found: tuple[Find
     finding = next(finding for finding in found if finding.label == label)
     st.caption(f"The model's flag, probability {finding.probability:.3f}: {finding.flag_words()}.")
     rows, columns = xray.pixels.shape[:2]
-    form = f"feedback_{xray.sha256[:16]}_{label}_{st.session_state.get(FORM_ROUND, 0)}"
     with st.form(form, border=False):
         st.radio("Verdict", list(VERDICTS), format_func=VERDICTS.get, horizontal=True, key=f"{form}_verdict")
         st.markdown("**Draw where it really is** (optional): drag a box around each finding on the film.")

@@ -77,7 +77,14 @@ def test_feedback_box_drawn_with_the_mouse_is_saved_confirmed_and_found_in_the_d
         assert messages_to_server(page) == before  # inside the form: drawing sends nothing, reruns nothing
 
         page.get_by_text("I disagree").click()
-        page.get_by_label("Comment (optional, no patient details)").fill("lower than the map says")
+        comment = page.get_by_label("Comment (optional, no patient details)")
+        comment.fill("lower than the map says")
+        # Folding the panel and opening it again loses nothing the reader drew or typed.
+        for _ in range(2):
+            expander.click()
+            wait_until_idle(page)
+        assert comment.input_value() == "lower than the map says"
+        assert page.locator(f"{DRAWING}[data-boxes='1']").count() == 1
         page.get_by_role("button", name="Save feedback").click()
         confirmation = page.locator("[data-testid='stAlertContentSuccess']").filter(has_text="Saved:")
         confirmation.wait_for(timeout=60_000)

@@ -407,6 +407,7 @@ def test_feedback_panel_stores_the_operating_point_and_thresholds_the_page_showe
     from sqlalchemy.orm import Session
     from streamlit.testing.v1 import AppTest
 
+    from app.feedback_panel import OPENED as FEEDBACK_OPENED
     from xai_core.model import load_model
 
     url = f"sqlite:///{tmp_path / 'page.sqlite3'}"
@@ -415,6 +416,9 @@ def test_feedback_panel_stores_the_operating_point_and_thresholds_the_page_showe
     at.run()
     next(button for button in at.button if button.label.startswith("Open the sample")).click().run()
     next(radio for radio in at.radio if radio.label == "Flag findings at").set_value("high_sensitivity").run()
+    assert [radio for radio in at.radio if radio.label == "Verdict"] == []  # the form is drawn once opened
+    at.session_state[FEEDBACK_OPENED] = True  # as the reader's click on the panel's title tells the page
+    at.run()
     next(radio for radio in at.radio if radio.label == "Verdict").set_value("disagree")
     next(area for area in at.text_area if area.label.startswith("Comment")).set_value("edge of the heart")
     next(button for button in at.button if button.label == "Save feedback").click().run()
