@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_training_loop import _nih_boxed_subset
+from training_support import train_on_boxed_films
 
 from xai_core.data import read_label_csv
 from xai_core.imaging import read_xray
@@ -131,17 +129,7 @@ def test_a_cached_view_gives_the_losses_its_pixels_give(shared_data, tmp_path):
 
 
 def _train(shared_data: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    boxed = shared_data / "nih_boxed"
-    command = [
-        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
-        "--work-dir", str(tmp_path / "work"),
-        "--csv", str(_nih_boxed_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
-        "--val-csv", str(_nih_boxed_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
-        "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
-        "--image-size", "96", "--batch-size", "4", "--warmup-steps", "1", "--lr", "1e-4", "--box-loss", "2.0",
-        "--distil", "1.0", "--freeze-batchnorm", "--device", "cpu", *extra,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=dict(os.environ), check=False)
+    return train_on_boxed_films(shared_data, tmp_path, "--lr", "1e-4", "--distil", "1.0", "--freeze-batchnorm", *extra)
 
 
 def test_cached_training_changes_layer4_and_the_head_only_and_reuses_its_bank_on_resume(shared_data, tmp_path):

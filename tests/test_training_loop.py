@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from training_support import train_on_boxed_films
 
 from xai_core.card import read_card
 from xai_core.model import DEFAULT_CARD, load_model
@@ -44,7 +45,8 @@ def test_two_process_ddp_training_ends_with_identical_weights(shared_data, tmp_p
         "--image-size", "64", "--batch-size", "4", "--steps", "3", "--warmup-steps", "1",
         "--validate-every", "3", "--attention-prior", "1.0", "--device", "cpu",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", **_env()})
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={"OMP_NUM_THREADS": "1", **os.environ}, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     digests = dict(re.findall(r"rank (\d) final weights digest ([0-9a-f]{64})", result.stdout + result.stderr))
     assert set(digests) == {"0", "1"}
@@ -66,7 +68,7 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_records_it(shared_data
         "--validate-every", "1", "--attention-prior", "1.0", "--prior-regions", "per-label", "--device", "cpu",
         "--distil", "1.0", "--freeze-batchnorm",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # The network is the starting one, so its outputs have not drifted from the reference's.
     drift = re.findall(r"outputs drifting from the start ([0-9.]+)", (tmp_path / "work" / "train.log").read_text())
@@ -83,35 +85,9 @@ def test_fine_tuning_starts_from_the_given_checkpoint_and_records_it(shared_data
         assert torch.equal(tensor, reference[name]), name
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def _nih_boxed_subset(shared_data: Path, path: Path, split: str, count: int) -> Path:
-    """The first `count` films of a split of nih_boxed that have boxes, as a labels CSV."""
-    with open(shared_data / "nih_boxed" / "boxes.csv", newline="") as handle:
-        boxed = {row["image"] for row in csv.DictReader(handle)}
-    with open(shared_data / "nih_boxed" / "labels.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["split"] == split and row["image"] in boxed][:count]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def test_two_steps_with_radiologist_boxes_train_the_maps_and_report_localisation(shared_data, tmp_path):
-    boxed = shared_data / "nih_boxed"
-    command = [
-        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
-        "--work-dir", str(tmp_path / "work"),
-        "--csv", str(_nih_boxed_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
-        "--val-csv", str(_nih_boxed_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
-        "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
-        "--image-size", "96", "--batch-size", "4", "--steps", "2", "--warmup-steps", "1", "--lr", "1e-4",
-        "--validate-every", "2", "--box-loss", "2.0", "--freeze-through", "layer2", "--device", "cpu",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    result = train_on_boxed_films(shared_data, tmp_path, "--steps", "2", "--lr", "1e-4", "--validate-every", "2",
+                                  "--freeze-through", "layer2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (tmp_path / "work" / "train.log").read_text()
     outside = [float(value) for value in re.findall(r"box evidence outside ([0-9.]+)", log)]
@@ -132,17 +108,8 @@ def test_two_steps_with_radiologist_boxes_train_the_maps_and_report_localisation
 
 def test_head_only_box_supervision_changes_the_head_and_nothing_else(shared_data, tmp_path):
     """--freeze-through layer4: the box loss can only re-weight the channels each map is made of."""
-    boxed = shared_data / "nih_boxed"
-    command = [
-        sys.executable, "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"),
-        "--work-dir", str(tmp_path / "work"),
-        "--csv", str(_nih_boxed_subset(shared_data, tmp_path / "train.csv", "train", 4)), str(boxed / "images"),
-        "--val-csv", str(_nih_boxed_subset(shared_data, tmp_path / "val.csv", "val", 47)), str(boxed / "images"),
-        "--boxes", str(boxed / "boxes.csv"), str(boxed / "images"), "--init-from", str(DEFAULT_CARD),
-        "--image-size", "96", "--batch-size", "4", "--steps", "2", "--warmup-steps", "1", "--lr", "1e-3",
-        "--validate-every", "2", "--box-loss", "2.0", "--freeze-through", "layer4", "--device", "cpu",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    result = train_on_boxed_films(shared_data, tmp_path, "--steps", "2", "--lr", "1e-3", "--validate-every", "2",
+                                  "--freeze-through", "layer4")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     reference = load_model(DEFAULT_CARD, device="cpu").network.state_dict()
     tuned = load_model(tmp_path / "out" / "m.json", device="cpu")
