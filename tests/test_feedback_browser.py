@@ -32,15 +32,19 @@ FILM = ".cxr-draw-film"
 
 
 def _settled_box(page, locator, *, checks: int = 60) -> dict:
-    """The element's box once it has stayed put for half a second (the page may still be laying out)."""
-    last = locator.bounding_box()
+    """The element's box once it is in the viewport and has stayed put there for half a second (the page may
+    still be laying out, and may push it out of view after it was scrolled to)."""
+    last = None
     for _ in range(checks):
+        locator.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         now = locator.bounding_box()
-        if now == last:
+        viewport = page.viewport_size
+        inside = now["y"] >= 0 and now["y"] + now["height"] <= viewport["height"]
+        if now == last and inside:
             return now
         last = now
-    raise AssertionError(f"the film kept moving: {last}")
+    raise AssertionError(f"the film kept moving or stayed out of view: {last}")
 
 
 def test_feedback_box_drawn_with_the_mouse_is_saved_confirmed_and_found_in_the_database(tmp_path):
@@ -60,7 +64,6 @@ def test_feedback_box_drawn_with_the_mouse_is_saved_confirmed_and_found_in_the_d
         expander.click()
         page.wait_for_function(f"() => document.querySelector('{FILM}')?.naturalWidth > 0")
         film = page.locator(FILM)
-        film.scroll_into_view_if_needed()
         frame = _settled_box(page, film)  # panels drawn late above the film must not move it mid-drag
 
         # A drag from 20% to 60% of the film's width and 30% to 55% of its height draws one box.
