@@ -267,6 +267,15 @@ def test_sanity_check_randomisation_changes_grad_cam_plus_plus_maps(model, chest
         assert torch.equal(tensor, weights_before[name]), name
 
 
+def test_sanity_check_decides_by_rank_not_by_the_ssim_of_smooth_maps(model, chest):
+    """CAM's maps of the randomised network rank the film's pixels nothing like the original, yet SSIM at the input
+    size still calls the two smooth maps alike: the rank correlation decides."""
+    check = sanity_check(model, chest, "Effusion", "cam")
+    last = check.steps[-1]
+    assert abs(last.spearman) < 0.5 and last.ssim > 0.5
+    assert check.passed
+
+
 def test_sanity_check_flags_an_input_only_edge_detector(model, chest):
     """A map computed from the pixels alone survives any randomisation: the check must be able to fail."""
 

@@ -35,7 +35,7 @@ from .model import XRayModel
 CURVE_STEPS = 20
 INSERTION_BLUR_SIGMA = 5.0  # RISE's blurred canvas for insertion, in input pixels
 INSERTION_BLUR_KERNEL = 11
-SIMILARITY_THRESHOLD = 0.5  # a map this similar to the original after randomisation is not explaining the model
+SIMILARITY_THRESHOLD = 0.5  # a rank correlation this high with the original after randomisation: not explaining the model
 
 MapFunction = Callable[[XRayModel, np.ndarray, str], np.ndarray]  # (model, pixels, label) -> map (H, W) in [0, 1]
 
@@ -89,12 +89,15 @@ class SanityCheck:
 
     @property
     def passed(self) -> bool:
-        """The map of the fully randomised network is no longer like the original, by either measure.
+        """The map of the fully randomised network no longer ranks the film's pixels as the original did.
 
+        Spearman's rank correlation decides; SSIM is reported beside it but cannot decide. SSIM at the input
+        size calls smooth or sparse maps alike whatever they show: the shipped model's own Pneumonia maps of
+        six different NIH test films, compared pairwise, score a mean SSIM of 0.59 (CAM), 0.88 (Grad-CAM++)
+        and 0.95 (Grad-CAM) while their rank correlations are 0.15, 0.41 and 0.01 (docs/methods.md).
         A strongly negative rank correlation passes: the map then points elsewhere, as it should.
         """
-        last = self.steps[-1]
-        return last.spearman < self.threshold and last.ssim < self.threshold
+        return self.steps[-1].spearman < self.threshold
 
 
 def faithfulness(
