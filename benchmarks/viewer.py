@@ -263,27 +263,27 @@ def measure(args, url, process, reference_url, browser, ready_after_health: floa
         wait_until_idle(page)
     own_films = rss_mb(process.pid)
 
-    def line(name: str, values: list[float], target: str) -> str:
-        return (f"| {name} | {statistics.median(values):.2f} | {min(values):.2f}–{max(values):.2f} | {target} |")
-
+    rows = [  # (step, its times, target)
+        ("open page → first heatmap (sample), new browser profile", first_heatmap, "≤ 2 s"),
+        ("… of which open page → Open sample pressed (page ready)", ready, "–"),
+        ("open page → first heatmap (sample), page scripts cached", first_heatmap_cached, "≤ 2 s"),
+        ("… of which open page → Open sample pressed (page ready)", ready_cached, "–"),
+        ("Open sample → first heatmap, page open 4 s before, scripts cached", click_to_heatmap, "≤ 1 s"),
+        ("pathology toggle (a table row pressed)", toggles, "≤ 0.3 s"),
+        ("overlay switch", switches, "≤ 0.3 s"),
+        ("toggle or switch → whole page redrawn (table, picker, downloads)", settled, "–"),
+        ("pathology switched in the image pane's picker → next frame painted", pane_switches, "≤ 0.1 s"),
+        ("… the same page's idle frame", idle_frames, "–"),
+        ("method comparison opened → both methods' maps shown (Grad-CAM computed)", comparisons, "–"),
+        ("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"),
+        ("reference: bare Streamlit page → button pressed (ready), page scripts cached", reference_ready_cached, "–"),
+    ]
     print(f"\nViewer in Chromium, {args.repeats} repeats, model loaded before timing; each time runs, on the "
           "page's clock, from the navigation's start or the mouse press to the new overlay picture loaded\n")
     print("| step | median s | range s | target |")
     print("|---|---|---|---|")
-    print(line("open page → first heatmap (sample), new browser profile", first_heatmap, "≤ 2 s"))
-    print(line("… of which open page → Open sample pressed (page ready)", ready, "–"))
-    print(line("open page → first heatmap (sample), page scripts cached", first_heatmap_cached, "≤ 2 s"))
-    print(line("… of which open page → Open sample pressed (page ready)", ready_cached, "–"))
-    print(line("Open sample → first heatmap, page open 4 s before, scripts cached", click_to_heatmap, "≤ 1 s"))
-    print(line("pathology toggle (a table row pressed)", toggles, "≤ 0.3 s"))
-    print(line("overlay switch", switches, "≤ 0.3 s"))
-    print(line("toggle or switch → whole page redrawn (table, picker, downloads)", settled, "–"))
-    print(line("pathology switched in the image pane's picker → next frame painted", pane_switches, "≤ 0.1 s"))
-    print(line("… the same page's idle frame", idle_frames, "–"))
-    print(line("method comparison opened → both methods' maps shown (Grad-CAM computed)", comparisons, "–"))
-    print(line("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"))
-    print(line("reference: bare Streamlit page → button pressed (ready), page scripts cached",
-               reference_ready_cached, "–"))
+    for name, values, target in rows:
+        print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f}–{max(values):.2f} | {target} |")
     print(f"\nmessages sent to the server within the {len(pane_switches)} pane switches' frames (the pane tells the "
           "server once the reader pauses, 0.3 s): "
           f"{rerun_messages}")
