@@ -88,8 +88,14 @@ def feedback_panel(model: XRayModel, xray: XRay, found: tuple[Finding, ...], lab
     overlay = overlay_shown(settings, label)
     try:
         store = feedback_store(database_url())
-        _audit_view(store, model, xray, overlay, point)
     except XRayError as error:
+        st.caption(f"Feedback is unavailable right now: {error}")
+        return
+    try:
+        _audit_view(store, model, xray, overlay, point)
+    except FeedbackNotSaved as error:  # audited on a later run; the form stays, keeping what the reader typed or drew
+        (st.warning if st.session_state.get(STARTED) else st.caption)(f"Feedback cannot be saved right now: {error}")
+    except XRayError as error:  # a reader name the store refuses: nothing can be saved under it
         st.caption(f"Feedback is unavailable right now: {error}")
         return
     panel = st.expander(f"Your feedback on {display_name(label)}", key=OPENED, on_change="rerun")

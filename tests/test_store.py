@@ -10,13 +10,16 @@ from __future__ import annotations
 import getpass
 import io
 import itertools
+import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +35,7 @@ from xai_core.__main__ import main as cli
 from xai_core.alignment import Box
 from xai_core.data import read_boxes, read_label_csv
 from xai_core.errors import XRayError
+from xai_core.explanation import explain
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 
@@ -87,7 +91,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         admin.dispose()
         yield server
     finally:
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(cluster), "-m", "immediate", "stop"]), capture_output=True)
+        subprocess.run(_as_server_user([pg_ctl, "-D", str(cluster), "-m", "immediate", "stop"]), check=False,
+                       capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -223,15 +228,17 @@ def test_feedback_bad_input_is_refused_and_nothing_stored(feedback_store, film, 
 
 
 def test_feedback_eight_concurrent_writers_keep_every_row_and_the_audit_chain(feedback_store, film):
-    xray, writers, per_writer = read_xray(film), 8, 50
+    """8 writers each save 200 feedback rows (and audit a view before every tenth) at the same time."""
+    xray, writers, per_writer, views = read_xray(film), 8, 200, 20
     errors: list[BaseException] = []
 
     def write(number: int) -> None:
         try:
-            for _ in range(per_writer):
+            for row in range(per_writer):
+                if row % (per_writer // views) == 0:
+                    store.record_view(feedback_store, f"reader{number}", xray, model_version="0.4.0",
+                                      pathologies=["Nodule"], overlay={})
                 store.save_feedback(feedback_store, _feedback(reader=f"reader{number}"), xray)
-                store.record_view(feedback_store, f"reader{number}", xray, model_version="0.4.0",
-                                  pathologies=["Nodule"], overlay={})
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -245,7 +252,7 @@ def test_feedback_eight_concurrent_writers_keep_every_row_and_the_audit_chain(fe
         counts = dict(connection.execute(text("SELECT reader, count(*) FROM feedback GROUP BY reader")).all())
     assert counts == {f"reader{n}": per_writer for n in range(writers)}
     check = store.verify_audit(feedback_store)
-    assert check.intact and check.rows == 2 * writers * per_writer
+    assert check.intact and check.rows == writers * (per_writer + views)
 
 
 def test_audit_tampering_is_found_by_verify_audit(feedback_store, film, database_url, capsys, monkeypatch):
@@ -314,6 +321,15 @@ def test_feedback_export_is_read_back_by_the_dataset_readers(feedback_store, fil
         ("Nodule", Box(60, 40, 120, 80)), ("Nodule", Box(300, 100, 30, 30))]
     assert store.verify_audit(feedback_store).rows == 6  # five feedback rows and the export
 
+    # The exported folder is what `evaluate --boxes` reads: it runs, and scores the two boxes the reader saved.
+    cli(["evaluate", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
+         "--boxes", str(folder / "boxes.csv"), "--out", str(tmp_path / "report.json")])
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert (report["data"]["n"], report["data"]["unreadable"]) == (1, [])
+    assert list(report["alignment"]["per_finding"]) == ["Nodule"]
+    assert report["alignment"]["all"]["model"]["n"] == 2
+    assert "Nodule" in capsys.readouterr().out
+
 
 def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
     feedback_store = replace(feedback_store, clock=Clock(timedelta(seconds=30)))
@@ -333,11 +349,18 @@ def test_feedback_stats_agreement_and_reading_times(feedback_store, film):
 
 
 def test_feedback_privacy_no_patient_identifier_in_a_dump_of_the_database(feedback_store, identified_dicom,
-                                                                         patient_identifiers, database_url):
+                                                                         patient_identifiers, database_url, model):
+    """A DICOM carrying the patient's name, ID, birth date and accession number is explained by the model, the view
+    audited and feedback saved with consent to keep the image: a dump of the whole database holds none of them."""
     xray = read_xray(identified_dicom)
-    store.record_view(feedback_store, "dr.ada", xray, model_version="0.4.0", pathologies=list(PATHOLOGIES),
+    explanation = explain(model, xray)
+    thresholds = model.thresholds()
+    shown = {label: store.ShownFinding(explanation.probability(label), thresholds[label]) for label in PATHOLOGIES}
+    store.record_view(feedback_store, "dr.ada", xray, model_version=model.version, pathologies=list(PATHOLOGIES),
                       overlay={"method": "Grad-CAM++"})
-    store.save_feedback(feedback_store, _feedback(boxes=[Box(100, 100, 200, 200)], keep_image=True), xray)
+    store.save_feedback(feedback_store, _feedback(boxes=[Box(100, 100, 200, 200)], keep_image=True, shown=shown,
+                                                  model_version=model.version,
+                                                  weights_sha256=model.card.weights_sha256), xray)
     feedback_store.engine.dispose()
     dump = _dump(database_url)
     assert b"consented_image" in dump and store.pixel_sha256(xray).encode() in dump
@@ -351,6 +374,53 @@ def test_store_unreachable_database_says_so_and_nothing_half_written():
     engine = store.create_store_engine(f"postgresql://nobody@127.0.0.1:{_free_port()}/none?connect_timeout=2")
     with pytest.raises(store.FeedbackNotSaved, match="cannot be reached"):
         store.save_feedback(store.Store(engine), _feedback(), read_xray(_png(64, 64)))
+
+
+def _with_lock_wait_of_one_second(database_url: str) -> str:
+    """The URL with the limit a deployer may set on how long a save waits for a lock (default 30 s)."""
+    return database_url + ("?timeout=1" if database_url.startswith("sqlite") else "?options=-c%20lock_timeout%3D1000")
+
+
+@contextmanager
+def _locked(database_url: str) -> Iterator[None]:
+    """Someone else holds the database's write lock (SQLite) or an exclusive lock on the feedback table
+    (PostgreSQL: an administrator's maintenance) until the block ends."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    engine = create_engine(_as_superuser(database_url))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("LOCK TABLE feedback IN ACCESS EXCLUSIVE MODE"))
+            yield
+            connection.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_store_locked_database_says_so_writes_nothing_and_a_retry_saves(database_url, film):
+    default = store.create_store_engine(database_url)  # by default a save waits 30 s for a lock, then gives up
+    sqlite = default.dialect.name == "sqlite"
+    with default.connect() as connection:
+        waits = connection.exec_driver_sql("PRAGMA busy_timeout" if sqlite else "SHOW lock_timeout").scalar()
+    assert waits == (30000 if sqlite else "30s")
+    default.dispose()
+    opened = store.open_store(_with_lock_wait_of_one_second(database_url))
+    xray = read_xray(film)
+    with _locked(database_url), pytest.raises(store.FeedbackNotSaved, match="busy right now; nothing was written"):
+        store.save_feedback(opened, _feedback(comment="first try"), xray)
+    with opened.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM feedback")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM audit_event")).scalar_one() == 0
+    saved = store.save_feedback(opened, _feedback(comment="first try"), xray)
+    assert (saved.feedback_id, saved.audit_seq) == (1, 1) and store.verify_audit(opened).intact
+    opened.engine.dispose()
 
 
 def test_store_default_database_is_a_wal_sqlite_file_in_the_data_folder(tmp_path, monkeypatch):
@@ -438,5 +508,53 @@ def test_feedback_panel_stores_the_operating_point_and_thresholds_the_page_showe
         name: None if point is None else point.threshold for name, point in expected.items()}
     assert any(point is not None and point.threshold != youden[name] for name, point in expected.items())
     assert actions[-1] == "feedback_saved" and set(actions) == {"explanation_viewed", "feedback_saved"}
+    assert store.verify_audit(opened).intact
+    opened.engine.dispose()
+
+
+def test_feedback_panel_keeps_unsaved_feedback_while_the_database_is_locked_and_saves_on_retry(tmp_path, monkeypatch):
+    """The page with its database locked: the viewer keeps working, says feedback cannot be saved right now, keeps
+    what the reader entered in the form (through a change of overlay too) and saves it when they press Save again."""
+    from sqlalchemy.orm import Session
+    from streamlit.testing.v1 import AppTest
+
+    from app.feedback_panel import OPENED as FEEDBACK_OPENED
+    from xai_core.overlay import COLORMAPS
+
+    database = f"sqlite:///{tmp_path / 'page.sqlite3'}"
+    monkeypatch.setenv(store.DATABASE_URL_ENV, _with_lock_wait_of_one_second(database))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "main.py"), default_timeout=180)
+    at.run()
+    next(button for button in at.button if button.label.startswith("Open the sample")).click().run()
+    at.session_state[FEEDBACK_OPENED] = True
+    at.run()
+
+    def comment():
+        return next(area for area in at.text_area if area.label.startswith("Comment"))
+
+    next(radio for radio in at.radio if radio.label == "Verdict").set_value("unsure")
+    comment().set_value("check the lateral view")
+    with _locked(database):
+        next(button for button in at.button if button.label == "Save feedback").click().run()
+        assert not at.exception and [success.value for success in at.success] == []
+        assert any("press Save again" in warning.value for warning in at.warning), [w.value for w in at.warning]
+        chosen = next(name for name in COLORMAPS if name != at.selectbox(key="colormap").value)
+        at.selectbox(key="colormap").set_value(chosen).run()  # a new view to audit, while the database is locked
+        assert not at.exception
+        assert any(w.value.startswith("Feedback cannot be saved right now") for w in at.warning)
+        assert comment().value == "check the lateral view"
+        assert next(radio for radio in at.radio if radio.label == "Verdict").value == "unsure"
+        with closing(sqlite3.connect(database.removeprefix("sqlite:///"))) as reader:  # WAL: reading is not blocked
+            assert reader.execute("SELECT count(*) FROM feedback").fetchone() == (0,)
+    next(button for button in at.button if button.label == "Save feedback").click().run()
+    assert not at.exception and not [w.value for w in at.warning if "saved" in w.value or "Save" in w.value]
+    assert any(success.value.startswith("Saved: 'unsure'") for success in at.success)
+    opened = store.open_store(database)
+    with Session(opened.engine) as session:
+        record = session.scalars(select(store.FeedbackRecord)).one()
+        actions = session.scalars(select(store.AuditEvent.action).order_by(store.AuditEvent.seq)).all()
+    assert (record.verdict, record.comment, record.overlay["colormap"]) == (
+        "unsure", "check the lateral view", chosen)
+    assert actions.count("feedback_saved") == 1 and actions.count("explanation_viewed") == 2  # both overlays
     assert store.verify_audit(opened).intact
     opened.engine.dispose()

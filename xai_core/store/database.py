@@ -3,6 +3,11 @@
 `XAI_DATABASE_URL` chooses the database (PostgreSQL through psycopg 3 for a deployment:
 ``postgresql+psycopg://user:password@host/db``); without it a SQLite file in the per-user
 data folder (see `data_folder`) is created on first use and run in WAL mode.
+
+A save never waits long on a database that is locked or cannot be reached: it gives up with
+FeedbackNotSaved after 30 s of waiting for a lock (SQLite's busy timeout, PostgreSQL's
+lock_timeout) or 10 s of trying to connect to PostgreSQL. The URL may set other limits:
+``sqlite:///file?timeout=5`` (seconds), ``postgresql://...?connect_timeout=5&options=-c%20lock_timeout%3D5s``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ APP_FOLDER = "cxr-xai-viewer"
 SQLITE_FILE = "feedback.sqlite3"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 WRITE_LOCK = 0x5841_4901  # PostgreSQL advisory lock held by every write transaction
+LOCK_WAIT_S = 30  # how long a write waits for a locked database before it gives up (the page offers to retry)
+CONNECT_WAIT_S = 10  # how long a connection to PostgreSQL is tried
 
 
 class FeedbackNotSaved(XRayError):
@@ -80,18 +87,26 @@ def create_store_engine(url: str | None = None) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
+    if parsed.get_backend_name() == "postgresql":
+        limits = {"connect_timeout": CONNECT_WAIT_S, "options": f"-c lock_timeout={LOCK_WAIT_S * 1000}"}
+        return create_engine(parsed, pool_pre_ping=True,
+                             connect_args={key: value for key, value in limits.items() if key not in parsed.query})
     return create_engine(parsed, pool_pre_ping=True)
 
 
 def _sqlite_engine(url: URL) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    try:
+        wait = float(url.query.get("timeout", LOCK_WAIT_S))
+    except ValueError as error:
+        raise XRayError(f"The timeout in ${DATABASE_URL_ENV} must be a number of seconds.") from error
+    engine = create_engine(url, connect_args={"timeout": wait, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below issues BEGIN itself
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(wait * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
