@@ -67,11 +67,14 @@ class OrthancServer:
 
 
 @contextmanager
-def running_orthanc(folder: Path, *, users: dict[str, str] | None = None) -> Iterator[OrthancServer]:
+def running_orthanc(folder: Path, *, users: dict[str, str] | None = None,
+                    lua: str | None = None) -> Iterator[OrthancServer]:
     """Orthanc with DICOMweb at /dicom-web/, storing into `folder`, with HTTP basic auth when `users`
-    is given. Stopped on exit."""
+    is given and the Lua script `lua` (e.g. an IncomingHttpRequestFilter) when given. Stopped on exit."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    if lua is not None:
+        (folder / "filter.lua").write_text(lua, encoding="utf-8")
     config = {
         "Name": "XAI-TEST",
         "StorageDirectory": str(folder / "storage"),
@@ -84,6 +87,7 @@ def running_orthanc(folder: Path, *, users: dict[str, str] | None = None) -> Ite
         "RegisteredUsers": users or {},
         "Plugins": [str(DICOMWEB_PLUGIN)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "LuaScripts": [str(folder / "filter.lua")] if lua is not None else [],
     }
     (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
     log = folder / "orthanc.log"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import re
 import socket
 from datetime import date
 from pathlib import Path
@@ -21,6 +22,7 @@ import requests
 from orthanc_server import orthanc_missing, require_tool, running_orthanc
 
 from xai_core import dicom_out, dicom_source, dicom_sr
+from xai_core import pacs as pacs_module
 from xai_core.__main__ import main
 from xai_core.errors import XRayError
 from xai_core.explanation import explain
@@ -81,9 +83,11 @@ def test_pacs_qido_finds_the_film_by_patient_id_and_date(pacs: Pacs) -> None:
     assert pacs.search_studies(patient_id="NOBODY") == []
 
 
-def test_pacs_qido_finds_a_study_by_accession_number(orthanc, pacs: Pacs, source_bytes) -> None:
-    # The film's own accession number ("exam Number") holds a space, which no search sends (the next
-    # tests): a copy in a study of its own carries a plain one.
+def test_pacs_qido_finds_a_study_by_accession_number(orthanc, pacs: Pacs, source_bytes, film) -> None:
+    # The film's own accession number, "exam Number", holds a space: it is sent as exam*Number (module docstring).
+    (study,) = pacs.search_studies(accession_number="exam Number")
+    assert study.study_uid == film.study_uid
+    assert pacs.search_studies(accession_number="exam  Number") == []  # two spaces: matched by the PACS, not kept
     copy = pydicom.dcmread(io.BytesIO(source_bytes))
     copy.StudyInstanceUID, copy.SeriesInstanceUID, copy.SOPInstanceUID = (pydicom.uid.generate_uid() for _ in range(3))
     copy.AccessionNumber, copy.PatientID, copy.StudyDate = "XAI0001", "XAI-COPY", "20300101"
@@ -94,10 +98,10 @@ def test_pacs_qido_finds_a_study_by_accession_number(orthanc, pacs: Pacs, source
 
 
 def _copy_of(source_bytes: bytes, **attributes: str) -> bytes:
-    """The chest film in a study of its own, with the given attributes."""
+    """The chest film in a study of its own, with the given attributes (and none of the film's accession number)."""
     copy = pydicom.dcmread(io.BytesIO(source_bytes))
     copy.StudyInstanceUID, copy.SeriesInstanceUID, copy.SOPInstanceUID = (pydicom.uid.generate_uid() for _ in range(3))
-    for keyword, value in attributes.items():
+    for keyword, value in {"AccessionNumber": "", **attributes}.items():
         setattr(copy, keyword, value)
     return dicom_source.to_bytes(copy)
 
@@ -111,28 +115,58 @@ def test_pacs_qido_sends_punctuation_orthanc_reads_as_typed(orthanc, pacs: Pacs,
     assert pacs.search_studies(patient_id="Q-._~!$'();=:@/8") == []
 
 
-@pytest.mark.parametrize("value, named", [
-    ("SPACE ID", "a space"), ("PLUS+ID", "'+'"), ("AMP&ID", "'&'"), ("PCT%20", "'%'"), ("HASH#1", "'#'"),
-    ("MÜLLER1", "'Ü'"), ("CARET^1", "'^'"), ("WILD*", "'*' (a wildcard)"), ("WILD?", "'?' (a wildcard)"),
-    ("LIST,1", "',' (it separates several values)"), ("MULTI\\1", "'\\' (it separates several values)"),
+@pytest.mark.parametrize("value", [
+    "SPACE ID", "PLUS+ID", "AMP&ID", "PCT%20", "HASH#1", "MÜLLER1", "CARET^1", "WILD*", "WILD?", "LIST,1",
 ])
-def test_pacs_qido_refuses_a_value_orthanc_would_misread(orthanc, pacs: Pacs, source_bytes, value, named) -> None:
-    orthanc.upload(_copy_of(source_bytes, PatientID=value))
-    with pytest.raises(XRayError, match="which this viewer does not send in a PACS search") as refused:
-        pacs.search_studies(patient_id=value)
-    assert f"The patient ID holds {named}," in str(refused.value) and value not in str(refused.value)
+def test_pacs_qido_finds_a_value_sent_with_wildcards_and_nobody_else(orthanc, pacs: Pacs, source_bytes,
+                                                                     value) -> None:
+    # Each odd character goes as *, which also matches the near miss: only the exact value's study is kept.
+    wanted = pydicom.dcmread(io.BytesIO(_copy_of(source_bytes, PatientID=value)))
+    orthanc.upload(dicom_source.to_bytes(wanted))
+    for near_miss in {re.sub(r"[^A-Za-z0-9]", "X", value), re.sub(r"[^A-Za-z0-9]", "", value) + "X"}:
+        orthanc.upload(_copy_of(source_bytes, PatientID=near_miss))
+    (found,) = pacs.search_studies(patient_id=value)
+    assert found.study_uid == wanted.StudyInstanceUID
+    assert [item.study_uid for item in pacs.search_studies(patient_id=f" {value} ")] == [found.study_uid]
 
 
-def test_pacs_qido_refusal_spares_the_reader_another_patients_study(orthanc, pacs: Pacs, source_bytes) -> None:
-    # What a refused space would have done: Orthanc 1.10 reads "A+B" (the encoded "A B") literally.
-    orthanc.upload(_copy_of(source_bytes, PatientID="TWO WORDS"))
-    orthanc.upload(_copy_of(source_bytes, PatientID="TWO+WORDS"))
-    wrong = requests.get(f"{orthanc.dicomweb_url}/studies", params={"PatientID": "TWO WORDS"}, timeout=10).json()
-    assert [item["00100020"]["Value"] for item in wrong] == [["TWO+WORDS"]]
-    with pytest.raises(XRayError, match="holds a space"):
-        pacs.search_studies(patient_id="TWO WORDS")
+def test_pacs_qido_refuses_a_value_no_search_can_find(orthanc, pacs: Pacs, source_bytes) -> None:
+    orthanc.upload(_copy_of(source_bytes, PatientID="MULTI\\1"))
+    with pytest.raises(XRayError, match=r"A DICOM patient ID cannot hold '\\': it separates several values"):
+        pacs.search_studies(patient_id="MULTI\\1")
+    for nothing_to_send in ("ÜÖ", "*", "? ?"):
+        with pytest.raises(XRayError, match="holds no letter or digit a PACS search can send as typed") as refused:
+            pacs.search_studies(patient_id=nothing_to_send)
+        assert nothing_to_send not in str(refused.value)
     with pytest.raises(XRayError, match="at most 16 characters; this one has 17"):
         pacs.search_studies(accession_number="A" * 17)
+
+
+def test_pacs_qido_wildcard_search_spares_the_reader_another_patients_study(orthanc, pacs: Pacs,
+                                                                           source_bytes) -> None:
+    # Why nothing is percent-encoded: Orthanc 1.10 reads "A+B" (the encoded "A B") literally.
+    uids = {}
+    for value in ("TWO WORDS", "TWO+WORDS", "TWOXWORDS"):
+        copy = pydicom.dcmread(io.BytesIO(_copy_of(source_bytes, PatientID=value)))
+        orthanc.upload(dicom_source.to_bytes(copy))
+        uids[value] = copy.StudyInstanceUID
+    wrong = requests.get(f"{orthanc.dicomweb_url}/studies", params={"PatientID": "TWO WORDS"}, timeout=10).json()
+    assert [item["00100020"]["Value"] for item in wrong] == [["TWO+WORDS"]]
+    for value, study_uid in uids.items():
+        assert [item.study_uid for item in pacs.search_studies(patient_id=value)] == [study_uid]
+
+
+def test_pacs_qido_refuses_a_search_matching_more_studies_than_it_lists(orthanc, pacs: Pacs, source_bytes,
+                                                                        monkeypatch) -> None:
+    for _ in range(3):
+        orthanc.upload(_copy_of(source_bytes, PatientID="CROWDED 1", StudyDate="20310101"))
+    monkeypatch.setattr(pacs_module, "MAX_STUDIES", 3)  # the rule of MAX_STUDIES (200), on a PACS quick to fill
+    assert len(pacs.search_studies(patient_id="CROWDED 1")) == 3
+    monkeypatch.setattr(pacs_module, "MAX_STUDIES", 2)
+    with pytest.raises(XRayError, match="More than 2 studies match the search in the PACS at .*: narrow it"):
+        pacs.search_studies(patient_id="CROWDED 1")
+    with pytest.raises(XRayError, match="More than 2 studies match"):
+        pacs.search_studies(date_from=date(2031, 1, 1), date_to=date(2031, 1, 1))
 
 
 def test_pacs_lists_what_a_reader_needs_and_no_patient_name(pacs: Pacs, film, source_bytes) -> None:
@@ -194,7 +228,8 @@ def test_pacs_listing_past_its_limit_says_so_and_narrows_to_a_series(pacs: Pacs,
     assert pacs.list_instances(study, first, limit=150).complete  # exactly at the limit: all of them
 
 
-def test_pacs_cli_lists_instances_and_says_how_to_narrow_an_incomplete_list(orthanc, crowded_study, capsys) -> None:
+def test_pacs_cli_lists_instances_and_says_how_to_narrow_an_incomplete_list(orthanc, crowded_study, film,
+                                                                              capsys) -> None:
     study, first, second = crowded_study
     main(["pacs", "instances", "--url", orthanc.dicomweb_url, "--study", study, "--limit", "120"])
     printed = capsys.readouterr().out.splitlines()
@@ -204,9 +239,11 @@ def test_pacs_cli_lists_instances_and_says_how_to_narrow_an_incomplete_list(orth
                              f"  --series {second}  series 2 · date unknown · CR · CHEST · 50 instances"]
     main(["pacs", "instances", "--url", orthanc.dicomweb_url, "--study", study, "--series", second, "--limit", "120"])
     assert len(capsys.readouterr().out.splitlines()) == 50  # complete: no notice
+    main(["pacs", "studies", "--url", orthanc.dicomweb_url, "--accession", "exam Number"])
+    assert capsys.readouterr().out.startswith(f"{film.study_uid}  2004-08-26 · CR · ")
     with pytest.raises(SystemExit, match="2"):
-        main(["pacs", "studies", "--url", orthanc.dicomweb_url, "--patient-id", "TWO WORDS"])
-    assert "error: The patient ID holds a space" in capsys.readouterr().err
+        main(["pacs", "studies", "--url", orthanc.dicomweb_url, "--patient-id", "MULTI\\1"])
+    assert "error: A DICOM patient ID cannot hold" in capsys.readouterr().err
 
 
 def test_pacs_panel_says_a_long_study_is_listed_in_part_and_narrows_it(orthanc, crowded_study, monkeypatch) -> None:
@@ -262,17 +299,27 @@ def test_dicomweb_wado_retrieves_the_film_unchanged_in_memory(pacs: Pacs, film, 
     assert np.array_equal(read_xray(data).pixels, read_xray(source_bytes).pixels)
 
 
-def test_dicomweb_wado_retrieves_a_jpeg_2000_film_as_stored(tmp_path, dicom_file) -> None:
+def test_dicomweb_round_trip_of_a_jpeg_2000_film_as_stored(tmp_path, dicom_file, model) -> None:
     require_tool(orthanc_missing())
     compressed = dicom_file("RG1_J2KR.dcm").read_bytes()
     with running_orthanc(tmp_path / "orthanc") as server:
         server.upload(compressed)
         pacs = Pacs(PacsSettings(server.dicomweb_url))
-        (study,) = pacs.search_studies(patient_id="9RG1")
+        (study,) = pacs.search_studies(accession_number="exam Number")
         (instance,) = pacs.list_instances(study.study_uid).instances
-        xray = read_xray(pacs.retrieve_image(instance.study_uid, instance.series_uid, instance.sop_uid))
-    assert xray.metadata.transfer_syntax == "JPEG 2000 Image Compression (Lossless Only)"
-    assert np.array_equal(xray.pixels, read_xray(compressed).pixels)
+        data = pacs.retrieve_image(instance.study_uid, instance.series_uid, instance.sop_uid)
+        xray = read_xray(data)
+        assert xray.metadata.transfer_syntax == "JPEG 2000 Image Compression (Lossless Only)"
+        assert np.array_equal(xray.pixels, read_xray(compressed).pixels)
+        explanation = explain(model, xray)
+        made = dicom_out.dicom_results(dicom_source.source_header(data), xray, explanation, model, label="Effusion")
+        receipt = pacs.store(made.datasets())
+        listed = {item.series_uid: item for item in pacs.list_instances(study.study_uid).instances}
+        assert receipt.study_uid == study.study_uid and set(listed) == {
+            instance.series_uid, *(dataset.SeriesInstanceUID for dataset in made.datasets())}
+        sr = listed[made.structured_report.SeriesInstanceUID]
+        findings = dicom_sr.read_findings(pacs.retrieve(sr.study_uid, sr.series_uid, sr.sop_uid))
+    assert findings["Effusion"].probability == pytest.approx(explanation.probability("Effusion"), abs=1e-6)
 
 
 def test_dicomweb_stow_round_trip_stores_sc_and_sr_in_the_study(pacs: Pacs, film, results) -> None:
@@ -304,8 +351,9 @@ def test_pacs_unknown_instance_is_a_clear_404(pacs: Pacs, film) -> None:
         pacs.retrieve_image(film.study_uid, film.series_uid, "1.2.826.0.1.3680043.8.498.1")
 
 
-def test_orthanc_with_basic_auth_refuses_a_wrong_password(tmp_path, source_bytes) -> None:
+def test_orthanc_with_basic_auth_refuses_a_wrong_password(tmp_path, source_bytes, caplog, capsys) -> None:
     require_tool(orthanc_missing())
+    caplog.set_level(logging.DEBUG)
     with running_orthanc(tmp_path / "orthanc", users=USERS) as server:
         server.upload(source_bytes)
         environment = {"XAI_DICOMWEB_URL": server.dicomweb_url, "XAI_DICOMWEB_USER": "reader"}
@@ -313,9 +361,17 @@ def test_orthanc_with_basic_auth_refuses_a_wrong_password(tmp_path, source_bytes
         with pytest.raises(XRayError, match=r"refused the credentials \(HTTP 401\)") as refused:
             Pacs(wrong).search_studies(patient_id="9RG1")
         assert "guess" not in str(refused.value)
+        token = PacsSettings.from_environment(environ={"XAI_DICOMWEB_URL": server.dicomweb_url,
+                                                       "XAI_DICOMWEB_TOKEN": "t0ken-s3cr3t"})
+        with pytest.raises(XRayError, match=r"refused the credentials \(HTTP 401\)") as refused_token:
+            Pacs(token).search_studies(patient_id="9RG1")
         right = PacsSettings.from_environment(environ={**environment, "XAI_DICOMWEB_PASSWORD": PASSWORD})
         assert PASSWORD not in repr(right)
         assert len(Pacs(right).search_studies(patient_id="9RG1")) == 1
+    everything = "\n".join([caplog.text, *capsys.readouterr(), str(refused_token.value), repr(token)])
+    assert "GET" in caplog.text  # urllib3 did log the requests
+    for secret in ("guess", PASSWORD, "t0ken-s3cr3t"):
+        assert secret not in everything
 
 
 def test_pacs_stopped_mid_session_says_it_cannot_be_reached(tmp_path, source_bytes, results) -> None:
@@ -345,6 +401,82 @@ def test_pacs_partial_stow_says_what_the_pacs_holds_now(tmp_path, source_bytes, 
     assert "refused it (HTTP 409 Conflict) while storing the Comprehensive 3D SR" in message
     assert f"now holds only the Secondary Capture Image (series {secondary_capture.SeriesInstanceUID})" in message
     assert secondary_capture.SeriesInstanceUID in series and report.SeriesInstanceUID not in series
+
+
+# Orthanc's Lua filter answers 403 Forbidden: this account may search and retrieve, not store.
+READ_ONLY = """function IncomingHttpRequestFilter(method, uri, ip, username, httpHeaders)
+  return not (method == 'POST' and string.sub(uri, 1, 11) == '/dicom-web/')
+end
+"""
+
+
+def test_pacs_account_that_may_not_store_gets_a_clear_403(tmp_path, source_bytes, results) -> None:
+    require_tool(orthanc_missing())
+    with running_orthanc(tmp_path / "orthanc", lua=READ_ONLY) as server:
+        server.upload(source_bytes)  # Orthanc's own REST API, which the filter lets through
+        pacs = Pacs(PacsSettings(server.dicomweb_url))
+        (study,) = pacs.search_studies(patient_id="9RG1")
+        with pytest.raises(XRayError) as refused:
+            pacs.store(results[-1].datasets())
+        assert len(pacs.list_instances(study.study_uid).instances) == 1
+    assert str(refused.value) == (
+        f"The PACS at {server.dicomweb_url} does not allow this account to do this (HTTP 403) while storing the "
+        "Secondary Capture Image; ask the PACS administrator for access. Nothing was stored in the PACS.")
+
+
+def _encapsulated_pdf(patient_id: str) -> bytes:
+    """A one-page PDF as an Encapsulated PDF instance: a non-image object in a study of its own."""
+    dataset = pydicom.Dataset()
+    dataset.file_meta = pydicom.dataset.FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    dataset.SOPClassUID, dataset.SOPInstanceUID = pydicom.uid.EncapsulatedPDFStorage, pydicom.uid.generate_uid()
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    dataset.PatientID, dataset.Modality, dataset.StudyDate = patient_id, "DOC", "20040827"
+    dataset.SeriesNumber, dataset.InstanceNumber, dataset.MIMETypeOfEncapsulatedDocument = 1, 1, "application/pdf"
+    dataset.EncapsulatedDocument = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    return dicom_source.to_bytes(dataset)
+
+
+def test_pacs_refuses_to_open_a_pdf_instance_clearly(orthanc, pacs: Pacs) -> None:
+    orthanc.upload(_encapsulated_pdf("PDF1"))
+    (study,) = pacs.search_studies(patient_id="PDF1")
+    (document,) = pacs.list_instances(study.study_uid).instances
+    assert (document.kind, document.is_image, document.modality) == ("Encapsulated PDF Storage", False, "DOC")
+    with pytest.raises(XRayError, match="^The instance is an Encapsulated PDF Storage, not an image: choose"):
+        pacs.retrieve_image(document.study_uid, document.series_uid, document.sop_uid)
+
+
+def test_pacs_panel_shows_faults_and_keeps_running(orthanc, pacs: Pacs, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def panel() -> None:
+        from app.pacs_tab import pacs_source
+
+        pacs_source(lambda name, data: None)
+
+    orthanc.upload(_encapsulated_pdf("PDF2"))
+    monkeypatch.setenv("XAI_DICOMWEB_URL", orthanc.dicomweb_url)
+    at = AppTest.from_function(panel, default_timeout=60)
+    at.run()
+    at.text_input(key="pacs_patient_id").input("PDF2")
+    at.button(key="pacs_search_button").click().run()
+    assert [item.value for item in at.info] == ["This study holds no image (only reports or other objects)."]
+    at.text_input(key="pacs_patient_id").input("MULTI\\1")
+    at.button(key="pacs_search_button").click().run()
+    assert [item.value for item in at.error] == [
+        "A DICOM patient ID cannot hold '\\': it separates several values. Give one value."]
+    with socket.socket() as closed:  # a port nothing listens on: the PACS is down
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/dicom-web"
+    monkeypatch.setenv("XAI_DICOMWEB_URL", down)
+    at = AppTest.from_function(panel, default_timeout=60)
+    at.run()
+    at.text_input(key="pacs_patient_id").input("9RG1")
+    at.button(key="pacs_search_button").click().run()
+    unreachable = (f"The PACS at {down} cannot be reached while searching for studies: check that it is running "
+                   "and that XAI_DICOMWEB_URL gives its DICOMweb address.")
+    assert [item.value for item in at.error] == [unreachable]
+    assert not at.exception
 
 
 def test_pacs_that_never_answers_times_out_clearly() -> None:

@@ -9,13 +9,16 @@ a film (dates, modality, view position, body part) and never patient names.
 Every failure (PACS unreachable, too slow, credentials refused, instance gone, not an
 image, a store refused) raises XRayError saying what happened and what the PACS holds now.
 
-Search values are sent as typed, unencoded, and only values every PACS reads the same way
-are sent: letters, digits and - . _ ~ ! $ ' ( ) ; = : @ /. Any other character would have to
-be percent-encoded (a space as + or %20), and Orthanc 1.10 (Debian 12's) takes an encoded
-value literally: "A B" sent as A+B matches a patient whose ID is "A+B", and %20 matches
-nothing. * and ? are wildcards and , and \\ separate several values, so they would list other
-patients' studies. Such a value is refused before anything is sent, saying which character.
-A listing asks for one more instance than it shows, so it knows when the PACS holds more.
+Search values go to the PACS unencoded: dicomweb-client would percent-encode them, and Orthanc 1.10
+(Debian 12's) matches an encoded value literally ("A B" sent as A+B finds the patient whose ID is "A+B",
+%20 finds nothing). Letters, digits and - . _ ~ ! $ ' ( ) ; = : @ / are sent as typed; each run of any
+other character (a space, + & # %, a letter outside ASCII, the wildcards * and ?) is sent as the
+wildcard *, which every PACS reads the same way, and of the studies that match, only those whose value
+is exactly the one typed are kept: the reader never sees another patient's study. A value of nothing
+but such characters, or with \\ (it separates values: no single value holds it), is refused before
+anything is sent, saying which character. A search matching more than MAX_STUDIES studies is refused,
+asking for a narrower one: the PACS sends its matches in no particular order, so its first ones need not
+be the newest. A listing asks for one more instance than it shows, so it knows when the PACS holds more.
 """
 
 from __future__ import annotations
@@ -52,11 +55,9 @@ TOKEN_ENV = "XAI_DICOMWEB_TOKEN"
 DEFAULT_TIMEOUT_S = 20.0
 MAX_STUDIES = 200
 MAX_INSTANCES = 1000
-SEARCHABLE = re.compile(r"[A-Za-z0-9\-._~!$'();=:@/]+")  # what a search value may hold (module docstring)
+_SENT_AS_WILDCARD = re.compile(r"[^A-Za-z0-9\-._~!$'();=:@/]+")  # what a search sends as * (module docstring)
 _VALUE_LENGTHS = {"AccessionNumber": 16, "PatientID": 64}  # the DICOM limits of SH and LO
 _FIELD_NAMES = {"AccessionNumber": "accession number", "PatientID": "patient ID"}
-_NAMED_CHARACTERS = {" ": "a space", "\t": "a tab", "*": "'*' (a wildcard)", "?": "'?' (a wildcard)",
-                     ",": "',' (it separates several values)", "\\": "'\\' (it separates several values)"}
 # Retrieve as stored ("*"): the reader decodes JPEG, JPEG 2000 and RLE itself, and a
 # PACS may be unable to transcode a compressed film to the default Explicit VR Little Endian.
 _AS_STORED = (("application/dicom", "*"),)
@@ -171,17 +172,28 @@ class Pacs:
         date_from: date | None = None,
         date_to: date | None = None,
     ) -> list[StudySummary]:
-        """Studies matching all the given criteria (at most MAX_STUDIES), newest first; a value the PACS could
-        misread is refused before anything is sent (module docstring)."""
+        """Studies matching all the given criteria, newest first (module docstring: which values are sent how,
+        and why more than MAX_STUDIES matches are refused)."""
         filters: dict[str, str] = {}
+        exact: dict[str, str] = {}  # the values sent with wildcards: the answers must hold them exactly
         for keyword, value in (("AccessionNumber", accession_number), ("PatientID", patient_id)):
             if value:
-                filters[keyword] = searchable(keyword, value)
+                filters[keyword], wildcards = query_value(keyword, value)
+                if wildcards:
+                    exact[keyword] = value.strip()
         if date_from or date_to:
             filters["StudyDate"] = f"{_dicom_date(date_from)}-{_dicom_date(date_to)}"
         with self._answering("searching for studies"):
-            found = self._search("studies", filters, _STUDY_FIELDS, MAX_STUDIES)
-            studies = [study_summary(Dataset.from_json(item)) for item in found]
+            found = [Dataset.from_json(item)
+                     for item in self._search("studies", filters, (*_STUDY_FIELDS, *exact), MAX_STUDIES + 1)]
+            if len(found) > MAX_STUDIES:
+                raise XRayError(
+                    f"More than {MAX_STUDIES} studies match the search in the PACS at {self.settings.location}, and "
+                    "a PACS sends them in no particular order: narrow it (a patient ID, an accession number, fewer "
+                    "dates)."
+                )
+            studies = [study_summary(item) for item in found
+                       if all(str(item.get(keyword, "")).strip() == value for keyword, value in exact.items())]
         return sorted(studies, key=lambda study: study.date or "", reverse=True)
 
     def list_series(self, study_uid: str) -> list[SeriesSummary]:
@@ -203,7 +215,7 @@ class Pacs:
         return InstanceListing(tuple(instances), complete=len(found) <= limit, limit=limit, series_uid=series_uid)
 
     def _search(self, path: str, filters: dict[str, str], fields: Sequence[str], limit: int) -> list[dict]:
-        """One QIDO-RS request with the values as given (checked by `searchable`): dicomweb-client would
+        """One QIDO-RS request with the values as given (made by `query_value`): dicomweb-client would
         percent-encode them, which Orthanc 1.10 does not decode."""
         query = "&".join([*(f"{keyword}={value}" for keyword, value in filters.items()),
                           *(f"includefield={name}" for name in fields), f"limit={limit}"])
@@ -226,8 +238,9 @@ class Pacs:
         """One image instance as DICOM Part 10 bytes, in memory; an instance without pixels is refused."""
         dataset = self.retrieve(study_uid, series_uid, sop_uid)
         if "PixelData" not in dataset:
+            kind = sop_class_name(dataset.get("SOPClassUID"))
             raise XRayError(
-                f"The instance is a {sop_class_name(dataset.get('SOPClassUID'))}, not an image: "
+                f"The instance is {'an' if kind[0].lower() in 'aeiou' else 'a'} {kind}, not an image: "
                 "choose a radiograph of the study."
             )
         return to_bytes(dataset)
@@ -306,24 +319,20 @@ def _require_stored(response: Dataset, dataset: Dataset, kind: str) -> None:
         raise XRayError(f"The PACS refused to store the {kind}.")
 
 
-def searchable(keyword: str, value: str) -> str:
-    """`value` stripped, if every PACS reads it as typed when sent unencoded; else an XRayError naming the
-    character (never the value: it may be the patient's ID)."""
+def query_value(keyword: str, value: str) -> tuple[str, bool]:
+    """`value` stripped as a QIDO search sends it, each run of characters a PACS could misread as the wildcard *,
+    and whether it holds any (module docstring); an XRayError, never quoting the value (it may be the patient's
+    ID), for a value no search can find."""
     value, name = value.strip(), _FIELD_NAMES[keyword]
     if len(value) > _VALUE_LENGTHS[keyword]:
         raise XRayError(f"A DICOM {name} has at most {_VALUE_LENGTHS[keyword]} characters; this one has {len(value)}.")
-    if SEARCHABLE.fullmatch(value):
-        return value
-    character = next(character for character in value if not SEARCHABLE.fullmatch(character))
-    described = _NAMED_CHARACTERS.get(character, f"'{character}'")
-    if character in "*?,\\":
-        why = "a PACS would match other patients' studies too: give the whole value"
-    else:
-        why = ("it would have to be encoded, and a PACS may match the encoded value literally (Orthanc 1.10 does: it "
-               "would find another patient's study, or none)")
-    raise XRayError(f"The {name} holds {described}, which this viewer does not send in a PACS search: {why}. "
-                    "Search by another criterion (accession number, patient ID or study dates), or ask the PACS "
-                    "administrator for the study.")
+    if "\\" in value:
+        raise XRayError(f"A DICOM {name} cannot hold '\\': it separates several values. Give one value.")
+    pattern = _SENT_AS_WILDCARD.sub("*", value)
+    if not pattern.strip("*"):
+        raise XRayError(f"The {name} holds no letter or digit a PACS search can send as typed: search by another "
+                        "criterion (accession number, patient ID or study dates).")
+    return pattern, "*" in pattern
 
 
 def _what_is_stored(stored: list[StoredObject], study_uid: str) -> str:
