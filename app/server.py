@@ -1,7 +1,9 @@
 """The viewer's server: `streamlit run app/server.py` serves the page (app/main.py) and starts loading the model
 as the server starts, before anyone opens the page. Beside it, it imports the modules the page imports (the method
-panel, the store, PACS: seconds on a busy machine) and runs Streamlit's own first-page check, so that the first
-reader's first run does not.
+panel, the store, PACS: seconds on a busy machine), runs Streamlit's own first-page check, so that the first
+reader's first run does not, and brings the feedback database's schema up to date (`python -m xai_core db
+upgrade`). A database that cannot be reached does not keep the viewer from starting: the log says so, and the
+page says that feedback is unavailable until it can be reached.
 
 `GET /api/ready` answers 200 once the model is loaded and the page's modules imported, 503 while they load or
 when the model could not be loaded (the reason in its JSON): the health check (Dockerfile, docs/deploy.md).
@@ -24,6 +26,8 @@ from starlette.routing import Route
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # from anywhere, as app/main.py
 
 from xai_core import serving  # noqa: E402
+from xai_core.errors import XRayError  # noqa: E402
+from xai_core.store import open_store  # noqa: E402
 
 READY_ROUTE = "/api/ready"
 PAGE = Path(__file__).with_name("main.py")
@@ -55,9 +59,24 @@ def import_page_modules() -> None:
         first_element_check()
 
 
+def migrate_feedback_database() -> None:
+    """The store's migrations, run at start rather than on the first reader's first feedback panel."""
+    try:
+        open_store().engine.dispose()
+    except XRayError as error:  # the page retries on every run; the reason (never the password) goes to the log
+        serving.log.warning("The feedback database is not ready: %s", error)
+    else:
+        serving.log.info("feedback database schema up to date")
+
+
+def warm_up() -> None:
+    import_page_modules()
+    migrate_feedback_database()
+
+
 @asynccontextmanager
 async def load_model_at_start(_app: st.App):
-    serving.start_loading(warm_up=import_page_modules)  # in the background: the server answers (503) meanwhile
+    serving.start_loading(warm_up=warm_up)  # in the background: the server answers (503) meanwhile
     yield
 
 

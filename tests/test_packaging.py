@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import tomllib
 import urllib.error
@@ -14,11 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
+from alembic.script import ScriptDirectory
 from browser_support import running_viewer
+
+from xai_core import store
 from xai_core.card import read_card
 from xai_core.imaging import MAX_UPLOAD_BYTES
 from xai_core.model import DEFAULT_CARD
+from xai_core.store.database import alembic_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,11 +71,14 @@ def _readiness(url: str) -> dict:
         return json.load(error)
 
 
-def test_the_health_check_fails_while_the_model_loads_and_passes_once_it_is_loaded_before_any_page_visit():
+def test_the_health_check_fails_while_the_model_loads_and_passes_once_it_is_loaded_before_any_page_visit(tmp_path):
     """The real server (app/server.py, as the Dockerfile runs it), no browser: Streamlit is up first, the model
-    loads at start (about 2.5 s on two busy cores), and only then does the Dockerfile's health check pass."""
+    loads at start (about 2.5 s on two busy cores), and only then does the Dockerfile's health check pass; by then
+    the feedback database's migrations have run too."""
     card = read_card(DEFAULT_CARD)
-    with running_viewer(ready_path="/_stcore/health") as (url, process):
+    database = tmp_path / "feedback.sqlite3"
+    with running_viewer(env={store.DATABASE_URL_ENV: f"sqlite:///{database}"}, ready_path="/_stcore/health") as (
+            url, process):
         assert _streamlit_up(url)
         assert _health(url) != 0 and _readiness(url) == {"ready": False, "status": "loading the model"}
         for _ in range(600):
@@ -79,10 +86,35 @@ def test_the_health_check_fails_while_the_model_loads_and_passes_once_it_is_load
                 break
         assert _health(url) == 0
         assert _readiness(url) == {"ready": True, "status": "ready", "model": card.model_version, "device": "cpu"}
+        engine = store.create_store_engine(f"sqlite:///{database}")
+        assert store.current_revision(engine) == ScriptDirectory.from_config(alembic_config()).get_current_head()
+        engine.dispose()
         process.terminate()
         process.wait(timeout=30)
         log = process.stdout.read()  # the server's log file (browser_support.running_viewer)
     assert f"model {card.model_version} loaded on cpu" in log  # loaded with no session: nobody opened the page
+    assert "feedback database schema up to date" in log
+
+
+def test_a_feedback_database_that_cannot_be_reached_does_not_keep_the_viewer_from_starting():
+    """PostgreSQL on a port where nothing listens: the model loads, the health check passes, the log says why
+    feedback is unavailable and never shows the password."""
+    unreachable = f"postgresql+psycopg://reader:s3cret-pw@127.0.0.1:{_closed_port()}/feedback"
+    with running_viewer(env={store.DATABASE_URL_ENV: unreachable}, ready_path="/_stcore/health") as (url, process):
+        for _ in range(600):
+            if _health(url) == 0:
+                break
+        assert _readiness(url)["ready"] is True
+        process.terminate()
+        process.wait(timeout=30)
+        log = process.stdout.read()
+    assert "The feedback database is not ready" in log and "s3cret-pw" not in log
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
 def test_the_health_check_keeps_failing_with_the_reason_when_the_model_cannot_be_loaded(tmp_path):
