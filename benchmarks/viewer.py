@@ -276,7 +276,8 @@ def measure(args, url, process, reference_url, browser, ready_after_health: floa
         ("… the same page's idle frame", idle_frames, "–"),
         ("method comparison opened → both methods' maps shown (Grad-CAM computed)", comparisons, "–"),
         ("reference: bare Streamlit page → button pressed (ready), new browser profile", reference_ready, "–"),
-        ("reference: bare Streamlit page → button pressed (ready), page scripts cached", reference_ready_cached, "–"),
+        ("reference: bare Streamlit page → button pressed (ready), page scripts cached", reference_ready_cached,
+         "–"),
     ]
     print(f"\nViewer in Chromium, {args.repeats} repeats, model loaded before timing; each time runs, on the "
           "page's clock, from the navigation's start or the mouse press to the new overlay picture loaded\n")

@@ -35,7 +35,7 @@ from .model import XRayModel
 CURVE_STEPS = 20
 INSERTION_BLUR_SIGMA = 5.0  # RISE's blurred canvas for insertion, in input pixels
 INSERTION_BLUR_KERNEL = 11
-SIMILARITY_THRESHOLD = 0.5  # a rank correlation this high with the original after randomisation: not explaining the model
+SIMILARITY_THRESHOLD = 0.5  # a rank correlation this high with the original after randomisation: not explaining
 
 MapFunction = Callable[[XRayModel, np.ndarray, str], np.ndarray]  # (model, pixels, label) -> map (H, W) in [0, 1]
 
