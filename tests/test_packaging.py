@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import tomllib
 import urllib.error
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from browser_support import running_viewer
+from browser_support import free_port, running_viewer
 
 from xai_core import store
 from xai_core.card import read_card
@@ -99,7 +98,7 @@ def test_the_health_check_fails_while_the_model_loads_and_passes_once_it_is_load
 def test_a_feedback_database_that_cannot_be_reached_does_not_keep_the_viewer_from_starting():
     """PostgreSQL on a port where nothing listens: the model loads, the health check passes, the log says why
     feedback is unavailable and never shows the password."""
-    unreachable = f"postgresql+psycopg://reader:s3cret-pw@127.0.0.1:{_closed_port()}/feedback"
+    unreachable = f"postgresql+psycopg://reader:s3cret-pw@127.0.0.1:{free_port()}/feedback"
     with running_viewer(env={store.DATABASE_URL_ENV: unreachable}, ready_path="/_stcore/health") as (url, process):
         for _ in range(600):
             if _health(url) == 0:
@@ -109,12 +108,6 @@ def test_a_feedback_database_that_cannot_be_reached_does_not_keep_the_viewer_fro
         process.wait(timeout=30)
         log = process.stdout.read()
     assert "The feedback database is not ready" in log and "s3cret-pw" not in log
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again when the block ends: nothing listens there
 
 
 def test_the_health_check_keeps_failing_with_the_reason_when_the_model_cannot_be_loaded(tmp_path):
