@@ -27,7 +27,7 @@ from xai_core.__main__ import build_parser, main
 from xai_core.alignment import Box
 from xai_core.errors import XRayError
 from xai_core.explanation import explain, saliency
-from xai_core.faithfulness import faithfulness, sanity_check
+from xai_core.faithfulness import faithfulness, random_controls, sanity_check
 from xai_core.figures import GAP, figure_caption, figure_png, method_figure
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
@@ -255,6 +255,22 @@ def test_faithfulness_curves_run_from_the_film_to_black_and_from_blur_to_the_fil
     np.testing.assert_array_equal(result.deletion.fractions, [0, 0.25, 0.5, 0.75, 1])
     assert 0.0 <= result.deletion.area <= 1.0 and 0.0 <= result.insertion.area <= 1.0
 
+
+
+def test_faithfulness_controls_shared_by_two_maps_are_the_curves_each_would_draw(patch_model, patch_film):
+    """evaluate --methods draws a film's random curves once for every method: they must be the same curves."""
+    patch_map = np.zeros_like(patch_film)
+    patch_map[PATCH] = 1.0
+    shared = random_controls(patch_model, patch_film, "Effusion", steps=8, seed=3)
+    for attribution_map in (patch_map, 1.0 - patch_map):
+        alone = faithfulness(patch_model, patch_film, "Effusion", attribution_map, steps=8, seed=3)
+        joined = faithfulness(patch_model, patch_film, "Effusion", attribution_map, steps=8, seed=3, controls=shared)
+        np.testing.assert_allclose(joined.random_deletion.probabilities, alone.random_deletion.probabilities, atol=1e-6)
+        np.testing.assert_allclose(joined.random_insertion.probabilities, alone.random_insertion.probabilities,
+                                   atol=1e-6)
+        np.testing.assert_allclose(joined.deletion.probabilities, alone.deletion.probabilities, atol=1e-6)
+    other_seed = random_controls(patch_model, patch_film, "Effusion", steps=8, seed=4)
+    assert not np.allclose(other_seed.deletion.probabilities, shared.deletion.probabilities)
 
 def test_sanity_check_randomisation_changes_grad_cam_plus_plus_maps(model, chest):
     weights_before = {name: tensor.clone() for name, tensor in model.network.state_dict().items()}

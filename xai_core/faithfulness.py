@@ -70,6 +70,14 @@ class Faithfulness:
 
 
 @dataclass(frozen=True)
+class RandomControls:
+    """Deletion and insertion curves of one film and label for a random ranking of its pixels."""
+
+    deletion: Curve
+    insertion: Curve
+
+
+@dataclass(frozen=True)
 class RandomisationStep:
     """The map after every block from the head down to `block` was re-initialised."""
 
@@ -108,21 +116,46 @@ def faithfulness(
     *,
     steps: int = CURVE_STEPS,
     seed: int = 0,
+    controls: RandomControls | None = None,
 ) -> Faithfulness:
-    """Deletion and insertion curves of a map (any resolution, larger = more important) and their random controls."""
+    """Deletion and insertion curves of a map (any resolution, larger = more important) and their random controls.
+
+    The controls depend on the film, label, steps and seed alone: pass `random_controls`' result to score
+    several maps of one film and label against the same random ranking for half the forward passes.
+    """
     grey = _film(model, xray)
     index = model.labels.index(require_label(label))
     order = _ranking(model, attribution_map)
-    random_order = torch.from_numpy(np.random.default_rng(seed).permutation(order.numel())).to(order.device)
-    black = torch.zeros_like(grey)
-    blurred = gaussian_blur(grey, [INSERTION_BLUR_KERNEL] * 2, [INSERTION_BLUR_SIGMA] * 2)
+    if controls is None:
+        controls = random_controls(model, xray, label, steps=steps, seed=seed)
+    black, blurred = _canvases(grey)
     return Faithfulness(
         label=model.labels[index],
         deletion=_curve(model, index, start=grey, end=black, order=order, steps=steps),
         insertion=_curve(model, index, start=blurred, end=grey, order=order, steps=steps),
-        random_deletion=_curve(model, index, start=grey, end=black, order=random_order, steps=steps),
-        random_insertion=_curve(model, index, start=blurred, end=grey, order=random_order, steps=steps),
+        random_deletion=controls.deletion,
+        random_insertion=controls.insertion,
     )
+
+
+def random_controls(
+    model: XRayModel, xray: XRay | np.ndarray, label: str, *, steps: int = CURVE_STEPS, seed: int = 0
+) -> RandomControls:
+    """The control curves every map of this film and label is compared with: pixels in a seeded random order."""
+    grey = _film(model, xray)
+    index = model.labels.index(require_label(label))
+    size = grey.shape[-1] * grey.shape[-2]
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(size)).to(grey.device)
+    black, blurred = _canvases(grey)
+    return RandomControls(
+        deletion=_curve(model, index, start=grey, end=black, order=order, steps=steps),
+        insertion=_curve(model, index, start=blurred, end=grey, order=order, steps=steps),
+    )
+
+
+def _canvases(grey: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What deletion ends on (a black film) and what insertion starts from (RISE's blurred film)."""
+    return torch.zeros_like(grey), gaussian_blur(grey, [INSERTION_BLUR_KERNEL] * 2, [INSERTION_BLUR_SIGMA] * 2)
 
 
 def _film(model: XRayModel, xray: XRay | np.ndarray) -> torch.Tensor:

@@ -26,7 +26,7 @@ from .data import Finding, read_boxes
 from .errors import XRayError
 from .evaluate import alignment_figures
 from .explanation import normalized_cam
-from .faithfulness import Faithfulness, SanityCheck, faithfulness, sanity_check
+from .faithfulness import Faithfulness, RandomControls, SanityCheck, faithfulness, random_controls, sanity_check
 from .imaging import XRay, read_xray
 from .labels import SCORED_WITH, display_name
 from .methods import METHODS, attribute, method_named
@@ -67,13 +67,14 @@ def compare_methods(
         for number, (xray, findings) in enumerate(films)
     ]
     settings = {"threshold": outline_threshold, "seed": seed, "curve_steps": curve_steps, "sanity_films": sanity_films}
+    shared: dict[tuple[int, str], RandomControls] = {}  # (film, label): every method's curves meet one control
     return {
         "boxes": Path(boxes_csv).name,
         "films": len(films),
         "unreadable": unreadable,
         "outline_threshold": outline_threshold,
         "settings": settings,
-        "methods": {name: _method_report(model, name, films, controls, **settings) for name in methods},
+        "methods": {name: _method_report(model, name, films, controls, shared, **settings) for name in methods},
     }
 
 
@@ -92,6 +93,7 @@ def _method_report(
     method: str,
     films: list[tuple[XRay, list[Finding]]],
     controls: list[list[Any]],
+    random_curves: dict[tuple[int, str], RandomControls],
     *,
     threshold: float,
     seed: int,
@@ -109,13 +111,16 @@ def _method_report(
         attribution = attribute(model, xray, labels, method)
         seconds.append(attribution.seconds)
         for finding, control in zip(findings, controls[number]):
-            heatmap = attribution.normalized_map(_scored_label(finding))
+            scored = _scored_label(finding)
+            heatmap = attribution.normalized_map(scored)
             alignments.setdefault(finding.label, []).append(align(heatmap, finding.box, threshold=threshold))
             chance.setdefault(finding.label, []).append(control)
-            curves.setdefault(finding.label, []).append(
-                faithfulness(model, xray, _scored_label(finding), heatmap, steps=curve_steps, seed=seed))
+            if (number, scored) not in random_curves:
+                random_curves[number, scored] = random_controls(model, xray, scored, steps=curve_steps, seed=seed)
+            curves.setdefault(finding.label, []).append(faithfulness(
+                model, xray, scored, heatmap, steps=curve_steps, seed=seed, controls=random_curves[number, scored]))
             grids.setdefault(finding.label, []).append(
-                attribution.normalized_map(_scored_label(finding), (AVERAGE_MAP_GRID, AVERAGE_MAP_GRID)))
+                attribution.normalized_map(scored, (AVERAGE_MAP_GRID, AVERAGE_MAP_GRID)))
             boxed.append((finding.label, finding, heatmap.shape))
         if number < sanity_films:
             checks.append(sanity_check(model, xray, labels[0], method, seed=seed))
