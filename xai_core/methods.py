@@ -379,13 +379,7 @@ def occlusion(
     model: XRayModel, pixels: np.ndarray, indices: Sequence[int], *, segments: int = SUPERPIXELS
 ) -> torch.Tensor:
     """Occlusion on superpixels (Captum's feature ablation): the logit lost when a segment is blacked out."""
-    grey = grey_input(model, pixels)
-    mask = superpixels(grey, segments)
-    ablation = FeatureAblation(GreyInputNetwork(model))
-    return torch.cat([
-        ablation.attribute(grey, baselines=0.0, target=index, feature_mask=mask, perturbations_per_eval=BATCH)[0]
-        for index in indices
-    ])
+    return _on_superpixels(FeatureAblation, model, pixels, indices, segments)
 
 
 def kernel_shap(
@@ -398,16 +392,28 @@ def kernel_shap(
     seed: int = 0,
 ) -> torch.Tensor:
     """Kernel SHAP (Lundberg & Lee 2017, Captum's) on superpixels, a missing segment blacked out."""
+    with seeded(seed):
+        return _on_superpixels(KernelShap, model, pixels, indices, segments, n_samples=samples)
+
+
+def _on_superpixels(
+    explainer_type: type[FeatureAblation | KernelShap],
+    model: XRayModel,
+    pixels: np.ndarray,
+    indices: Sequence[int],
+    segments: int,
+    **settings: int,
+) -> torch.Tensor:
+    """A Captum perturbation method whose features are the film's SLIC superpixels, a missing one blacked out."""
     grey = grey_input(model, pixels)
     mask = superpixels(grey, segments)
-    explainer = KernelShap(GreyInputNetwork(model))
-    with seeded(seed):
-        return torch.cat([
-            explainer.attribute(
-                grey, baselines=0.0, target=index, feature_mask=mask, n_samples=samples, perturbations_per_eval=BATCH
-            )[0]
-            for index in indices
-        ])
+    explainer = explainer_type(GreyInputNetwork(model))
+    return torch.cat([
+        explainer.attribute(
+            grey, baselines=0.0, target=index, feature_mask=mask, perturbations_per_eval=BATCH, **settings
+        )[0]
+        for index in indices
+    ])
 
 
 def resize_maps(maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
