@@ -16,7 +16,7 @@ import streamlit as st
 
 from app.image_pane import colour_bands
 from xai_core.explanation import Explanation
-from xai_core.figures import alternating_frames, figure_caption, figure_gif, figure_png, method_figure
+from xai_core.figures import MethodFigure, figure_caption
 from xai_core.imaging import XRay
 from xai_core.labels import display_name
 from xai_core.map_agreement import map_agreement
@@ -70,16 +70,15 @@ def method_comparison(model: XRayModel, xray: XRay, explanation: Explanation, la
 def _figure_downloads(grey: np.ndarray, shown: list[tuple[str, np.ndarray]], label: str, caption: str,
                       settings: dict) -> None:
     """The maps shown, to take away: beside the radiograph (PNG), and alternating with it (GIF); drawn on click."""
-    drawing = {"opacity": settings["opacity"], "colormap": settings["colormap"]}
+    figure = MethodFigure(grey, shown, caption, opacity=settings["opacity"], colormap=settings["colormap"])
     still, animated = st.columns(2)
     still.download_button(
-        "Figure of these maps (PNG)", lambda: figure_png(method_figure(grey, shown, caption, **drawing), caption),
+        "Figure of these maps (PNG)", figure.png,
         file_name=f"figure_{label}.png", mime="image/png", key="method_figure", on_click="ignore",
         help="The radiograph beside the maps, with a caption: methods, pathology, probability, model version, "
              "research use only")
     animated.download_button(
-        "Animation: film, then each map (GIF)",
-        lambda: figure_gif(alternating_frames(grey, shown, caption, **drawing), caption),
+        "Animation: film, then each map (GIF)", figure.gif,
         file_name=f"figure_{label}.gif", mime="image/gif", key="method_gif", on_click="ignore",
         help="The radiograph and each map over it in turn, one second each, with the same caption: for teaching")
 

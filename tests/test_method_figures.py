@@ -12,7 +12,7 @@ from PIL import Image
 
 from xai_core.__main__ import main
 from xai_core.explanation import explain
-from xai_core.figures import FRAME_MS, GAP, RESEARCH_ONLY, alternating_frames, figure_caption, method_figure
+from xai_core.figures import FRAME_MS, GAP, RESEARCH_ONLY, MethodFigure, figure_caption
 from xai_core.imaging import read_xray
 from xai_core.methods import attribute
 from xai_core.overlay import display_shape, render_overlay, resize_grey
@@ -77,7 +77,8 @@ def test_method_figure_from_the_command_line_shows_radiograph_and_map_with_the_c
     assert lines >= 1 and rest == 0
     for number in range(lines):  # no caption line is blank, the last (with the disclaimer's end) included
         assert _text_rows(caption[number * line:(number + 1) * line]).size > line // 3, number
-    drawn = method_figure(expected["grey"], [(TITLE, expected["heatmap"])], expected["caption"], opacity=0.5)
+    figure = MethodFigure(expected["grey"], [(TITLE, expected["heatmap"])], expected["caption"], opacity=0.5)
+    drawn = figure.side_by_side()
     np.testing.assert_array_equal(caption, drawn[top + height + GAP:])  # that caption, disclaimer included
 
 
@@ -90,7 +91,7 @@ def test_method_gif_from_the_command_line_alternates_radiograph_and_map(written,
         animation.seek(number)
         assert animation.info["duration"] == FRAME_MS
         frames.append(np.asarray(animation.convert("RGB")).astype(int))
-    drawn = alternating_frames(expected["grey"], [(TITLE, expected["heatmap"])], expected["caption"], opacity=0.5)
+    drawn = MethodFigure(expected["grey"], [(TITLE, expected["heatmap"])], expected["caption"], opacity=0.5).frames()
     assert frames[0].shape == frames[1].shape == drawn[0].shape == drawn[1].shape
     height, width = expected["shape"]
     top = _panel_top(frames[0], expected["radiograph"])

@@ -28,7 +28,7 @@ from xai_core.alignment import Box
 from xai_core.errors import XRayError
 from xai_core.explanation import explain, saliency
 from xai_core.faithfulness import faithfulness, random_controls, sanity_check
-from xai_core.figures import GAP, figure_caption, figure_png, method_figure
+from xai_core.figures import GAP, MethodFigure, figure_caption, figure_png
 from xai_core.imaging import read_xray
 from xai_core.labels import PATHOLOGIES
 from xai_core.map_agreement import map_agreement
@@ -422,7 +422,7 @@ def test_method_figure_shows_the_radiograph_the_maps_and_a_research_only_caption
                              model.version)
     assert caption == (f"Grad-CAM++ vs Grad-CAM · Effusion (probability {explanation.probability('Effusion'):.2f})"
                        f" · model {model.version} · Research use only - not for diagnosis")
-    figure = method_figure(grey, maps, caption, opacity=0.5)
+    figure = MethodFigure(grey, maps, caption, opacity=0.5).side_by_side()
     height, width = shape
     assert figure.dtype == np.uint8 and figure.shape[1] == 3 * width + 4 * GAP
     panels = [render_overlay(grey)] + [render_overlay(grey, heatmap=heatmap, opacity=0.5) for _, heatmap in maps]
@@ -432,7 +432,7 @@ def test_method_figure_shows_the_radiograph_the_maps_and_a_research_only_caption
         left = GAP + number * (width + GAP)
         np.testing.assert_array_equal(figure[top:top + height, left:left + width], panel)
     assert (figure[top + height + GAP:] > 128).any()  # the caption is drawn under the panels
-    narrow = method_figure(grey, maps[:1], caption)
+    narrow = MethodFigure(grey, maps[:1], caption).side_by_side()
     assert narrow.shape[0] > figure.shape[0]  # a figure too narrow for the caption wraps it onto more lines
     stored = Image.open(io.BytesIO(figure_png(figure, caption)))
     assert stored.text["Description"] == caption

@@ -84,7 +84,7 @@ def _figures_out(
     (--gif), at the page's display size, with the caption burned in; a progress bar while a slow method runs."""
     from tqdm import tqdm
 
-    from .figures import alternating_frames, figure_caption, figure_gif, figure_png, method_figure
+    from .figures import MethodFigure, figure_caption
     from .methods import attribute, method_named, planned_forward_passes
     from .overlay import display_shape, resize_grey
 
@@ -100,13 +100,13 @@ def _figures_out(
     shape = display_shape(xray.pixels.shape)
     grey, heatmap = resize_grey(xray.pixels, shape), attribution.normalized_map(label, shape)
     caption = figure_caption([method.title], label, explanation.probability(label), model.version)
-    maps, drawing = [(method.title, heatmap)], {"opacity": args.opacity, "colormap": args.colormap}
+    figure = MethodFigure(grey, [(method.title, heatmap)], caption, opacity=args.opacity, colormap=args.colormap)
     if args.figure:
         args.figure.parent.mkdir(parents=True, exist_ok=True)
-        args.figure.write_bytes(figure_png(method_figure(grey, maps, caption, **drawing), caption))
+        args.figure.write_bytes(figure.png())
     if args.gif:
         args.gif.parent.mkdir(parents=True, exist_ok=True)
-        args.gif.write_bytes(figure_gif(alternating_frames(grey, maps, caption, **drawing), caption))
+        args.gif.write_bytes(figure.gif())
 
 
 def _dicom_results_out(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -31,38 +32,36 @@ def figure_caption(method_titles: Sequence[str], label: str, probability: float 
     return " · ".join([" vs ".join(method_titles), finding, f"model {model_version}", RESEARCH_ONLY])
 
 
-def method_figure(
-    grey: np.ndarray,
-    maps: Sequence[tuple[str, np.ndarray]],
-    caption: str,
-    *,
-    opacity: float = 0.45,
-    colormap: str = DEFAULT_COLORMAP,
-) -> np.ndarray:
-    """uint8 (H', W', 3): the radiograph, then each (title, map in [0, 1] at the radiograph's shape) over it,
-    side by side under their titles, and the caption (wrapped to the figure's width) below."""
-    return _composed(_panels(grey, maps, opacity, colormap), caption)
+@dataclass(frozen=True)
+class MethodFigure:
+    """The radiograph, then each (title, map in [0, 1] at the radiograph's shape) over it, with a caption: side by
+    side in one picture, or one after the other as an animation's frames. Nothing is drawn until asked for."""
 
+    grey: np.ndarray
+    maps: Sequence[tuple[str, np.ndarray]]
+    caption: str
+    opacity: float = 0.45
+    colormap: str = DEFAULT_COLORMAP
 
-def alternating_frames(
-    grey: np.ndarray,
-    maps: Sequence[tuple[str, np.ndarray]],
-    caption: str,
-    *,
-    opacity: float = 0.45,
-    colormap: str = DEFAULT_COLORMAP,
-) -> list[np.ndarray]:
-    """uint8 frames of one size for an animation: the radiograph, then each (title, map) over it, each frame
-    under its title with the caption below."""
-    return [_composed([panel], caption) for panel in _panels(grey, maps, opacity, colormap)]
+    def side_by_side(self) -> np.ndarray:
+        """uint8 (H', W', 3): the panels side by side under their titles, the caption (wrapped to fit) below."""
+        return _composed(self._panels(), self.caption)
 
+    def frames(self) -> list[np.ndarray]:
+        """uint8 frames of one size, one panel each under its title, the caption below."""
+        return [_composed([panel], self.caption) for panel in self._panels()]
 
-def _panels(
-    grey: np.ndarray, maps: Sequence[tuple[str, np.ndarray]], opacity: float, colormap: str
-) -> list[tuple[str, np.ndarray]]:
-    """(title, RGB) panels of one shape: the radiograph alone, then each map over it."""
-    return [("Radiograph", render_overlay(grey))] + [
-        (title, render_overlay(grey, heatmap=heatmap, opacity=opacity, colormap=colormap)) for title, heatmap in maps]
+    def png(self) -> bytes:
+        return figure_png(self.side_by_side(), self.caption)
+
+    def gif(self) -> bytes:
+        return figure_gif(self.frames(), self.caption)
+
+    def _panels(self) -> list[tuple[str, np.ndarray]]:
+        """(title, RGB) panels of one shape: the radiograph alone, then each map over it."""
+        return [("Radiograph", render_overlay(self.grey))] + [
+            (title, render_overlay(self.grey, heatmap=heatmap, opacity=self.opacity, colormap=self.colormap))
+            for title, heatmap in self.maps]
 
 
 def figure_gif(frames: Sequence[np.ndarray], caption: str, *, frame_ms: int = FRAME_MS) -> bytes:
