@@ -28,6 +28,7 @@ CARD_FORMAT = "cxr-xai-model-card/1"
 # instead of striding it (20 x 20 at 320 px, the same weights, about 4 times layer4's cost; model.build_network).
 OUTPUT_STRIDES = (32, 16)
 
+
 @dataclass(frozen=True)
 class LabelCalibration:
     """Platt scaling of one label: p = sigmoid(scale * logit + shift)."""
