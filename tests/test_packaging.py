@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from browser_support import free_port, running_viewer
+from browser_support import running_viewer
+from loopback import free_port
 
 from xai_core import store
 from xai_core.card import read_card

@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loopback import free_port
 from PIL import Image
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
@@ -56,12 +56,6 @@ def _as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class PostgresServer:
     port: int
@@ -77,7 +71,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     folder = Path(tempfile.mkdtemp(prefix="xai-pg-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    server = PostgresServer(_free_port(), "postgres" if os.geteuid() == 0 else getpass.getuser())
+    server = PostgresServer(free_port(), "postgres" if os.geteuid() == 0 else getpass.getuser())
     cluster, pg_ctl = folder / "cluster", _postgres_bin("pg_ctl")
     subprocess.run(_as_server_user([_postgres_bin("initdb"), "-D", str(cluster), "-U", server.superuser,
                                     "-A", "trust", "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)
@@ -371,7 +365,7 @@ def test_feedback_privacy_no_patient_identifier_in_a_dump_of_the_database(feedba
 
 
 def test_store_unreachable_database_says_so_and_nothing_half_written():
-    engine = store.create_store_engine(f"postgresql://nobody@127.0.0.1:{_free_port()}/none?connect_timeout=2")
+    engine = store.create_store_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
     with pytest.raises(store.FeedbackNotSaved, match="cannot be reached"):
         store.save_feedback(store.Store(engine), _feedback(), read_xray(_png(64, 64)))
 

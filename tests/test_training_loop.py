@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from loopback import free_port
 from training_support import train_on_boxed_films
 
 from xai_core.card import read_card
@@ -27,19 +27,13 @@ def _subset_csv(shared_data: Path, path: Path, split: str, count: int) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_process_ddp_training_ends_with_identical_weights(shared_data, tmp_path):
     images = shared_data / "nih" / "images"
     train_csv = _subset_csv(shared_data, tmp_path / "train.csv", "train", 8)
     val_csv = _subset_csv(shared_data, tmp_path / "val.csv", "val", 12)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+        "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
         "-m", "xai_core", "train", "--out", str(tmp_path / "out" / "m.json"), "--work-dir", str(tmp_path / "work"),
         "--csv", str(train_csv), str(images), "--val-csv", str(val_csv), str(images),
         "--image-size", "64", "--batch-size", "4", "--steps", "3", "--warmup-steps", "1",
