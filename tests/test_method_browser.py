@@ -78,7 +78,7 @@ def test_method_figures_download_from_the_page_as_png_and_gif(viewer, tmp_path):
     assert "through the network" not in closed.text_content()
     panel = open_method_comparison(page)
     assert "1 image through the network" in panel.text_content()  # Grad-CAM's map, computed on opening
-    panel.get_by_text("has not yet been measured on NIH test boxes").first.wait_for()
+    panel.get_by_text(re.compile(r"NIH test box")).first.wait_for()  # each map's track record, from the card
     files = {}
     for name, button in (("png", "Figure of these maps (PNG)"), ("gif", "Animation: film, then each map (GIF)")):
         with page.expect_download(timeout=120_000) as download:

@@ -47,29 +47,73 @@ def _recorded(model: XRayModel, comparison: dict):
     return replace(model.card, metrics={**model.card.metrics, TRACK_RECORD_REPORT: report})
 
 
-def test_method_track_record_of_the_shipped_card_quotes_only_what_evaluate_measured(model):
-    """The shipped card carries no method comparison: every method but the viewer's own says it was never measured, and
-    Grad-CAM++ quotes the card's `evaluate` figures on NIH test boxes, as the page's evidence line does."""
-    assert "methods" not in model.card.report(TRACK_RECORD_REPORT)
-    for method in set(METHODS) - {VIEWER_METHOD}:
+def _without_comparison(model: XRayModel):
+    """The card as `evaluate --record-in-card nih_test` leaves it without --methods: no method comparison."""
+    report = {key: value for key, value in model.card.report(TRACK_RECORD_REPORT).items() if key != "methods"}
+    return replace(model.card, metrics={**model.card.metrics, TRACK_RECORD_REPORT: report})
+
+
+def _expected_start(title: str, label: str, figures: dict) -> str:
+    boxes = figures["model"]["n"]
+    counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {display_name(label)}, {title} pointed inside"
+    if boxes < MIN_BOXES:
+        return f"{counted} the box {round(figures['model']['pointing_hit'] * boxes)} of {boxes} times"
+    return f"{counted} the box {figures['model']['pointing_hit']:.2f} of the time"
+
+
+def test_method_track_record_of_the_shipped_card_quotes_its_nih_test_comparison(model):
+    """Every method the shipped card's NIH test comparison holds quotes its pointing and randomisation verdict,
+    per pathology; a method it does not hold says it was never measured. The page's own map is among them, and
+    the comparison scored the same maps on the same boxes as `evaluate`, whose figures the page's evidence line
+    quotes (the controls may differ: the comparison's average map is over the boxed films alone)."""
+    recorded = model.card.report(TRACK_RECORD_REPORT)
+    compared = recorded["methods"]["methods"]
+    assert VIEWER_METHOD in compared
+    scored = compared[VIEWER_METHOD]["alignment"]["per_finding"]
+    assert scored.keys() == recorded["alignment"]["per_finding"].keys()
+    for label, figures in recorded["alignment"]["per_finding"].items():
+        for figure in ("n", "pointing_hit", "pointing_ci95", "energy_inside", "energy_inside_ci95"):
+            assert scored[label]["model"][figure] == figures["model"][figure], (label, figure)
+    for method in METHODS:
+        title = METHODS[method].title
         for label in PATHOLOGIES:
             line = method_track_record(model.card, method, label)
+            if method not in compared:
+                assert line == (f"{title} has not yet been measured on NIH test boxes for this model: "
+                                "nothing says how far to trust it.")
+                continue
+            sanity = compared[method]["sanity"]
+            films = len(sanity["checks"])
+            assert films >= 1
+            assert line.endswith(f"; passed the randomisation check on {films} film{'' if films == 1 else 's'}."
+                                 if sanity["passed"] else
+                                 "; its maps survive model randomisation: it does not explain this model.")
+            figures = compared[method]["alignment"]["per_finding"].get(label)
+            if figures is None:
+                assert line.startswith(f"No NIH test boxes of {display_name(label)} in this model's method "
+                                       f"comparison: where {title} points for it was never checked; ")
+            else:
+                assert line.startswith(_expected_start(title, label, figures))
+
+
+def test_method_track_record_without_a_comparison_quotes_only_what_evaluate_measured(model):
+    """A card without a method comparison: every method but the viewer's own says it was never measured, and
+    Grad-CAM++ quotes the card's `evaluate` figures on NIH test boxes, as the page's evidence line does."""
+    card = _without_comparison(model)
+    for method in set(METHODS) - {VIEWER_METHOD}:
+        for label in PATHOLOGIES:
+            line = method_track_record(card, method, label)
             assert line == (f"{METHODS[method].title} has not yet been measured on NIH test boxes for this model: "
                             "nothing says how far to trust it.")
-    per_finding = model.card.report(TRACK_RECORD_REPORT)["alignment"]["per_finding"]
+    per_finding = card.report(TRACK_RECORD_REPORT)["alignment"]["per_finding"]
     for label in PATHOLOGIES:
-        line = method_track_record(model.card, VIEWER_METHOD, label)
+        line = method_track_record(card, VIEWER_METHOD, label)
         assert line.endswith("; no randomisation check in the model card.")
         figures = per_finding.get(label)
         if figures is None:
             assert line.startswith(f"No NIH test boxes of {display_name(label)} in this model's evaluation: ")
             continue
-        boxes = figures["model"]["n"]
-        hits = round(figures["model"]["pointing_hit"] * boxes)
-        counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {display_name(label)}, Grad-CAM++ pointed"
-        assert line.startswith(counted)
-        assert (f"{hits} of {boxes} times" in line) if boxes < MIN_BOXES else \
-            (f"{figures['model']['pointing_hit']:.2f} of the time" in line)
+        assert line.startswith(_expected_start("Grad-CAM++", label, figures))
 
 
 def test_method_track_record_quotes_the_recorded_comparison_with_its_controls(model, comparison):
