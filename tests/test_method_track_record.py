@@ -53,6 +53,13 @@ def _without_comparison(model: XRayModel):
     return replace(model.card, metrics={**model.card.metrics, TRACK_RECORD_REPORT: report})
 
 
+def _checked_maps(sanity: dict) -> str:
+    """"its Pneumonia maps of 2 films": the pathologies whose maps the randomisation check re-drew, and on how many."""
+    films = len(sanity["checks"])
+    labels = " and ".join(dict.fromkeys(display_name(check["label"]) for check in sanity["checks"]))
+    return f"its {labels} map{'' if films == 1 else 's'} of {films} film{'' if films == 1 else 's'}"
+
+
 def _expected_start(title: str, label: str, figures: dict) -> str:
     boxes = figures["model"]["n"]
     counted = f"On {boxes} NIH test box{'' if boxes == 1 else 'es'} for {display_name(label)}, {title} pointed inside"
@@ -83,11 +90,11 @@ def test_method_track_record_of_the_shipped_card_quotes_its_nih_test_comparison(
                                 "nothing says how far to trust it.")
                 continue
             sanity = compared[method]["sanity"]
-            films = len(sanity["checks"])
-            assert films >= 1
-            assert line.endswith(f"; passed the randomisation check on {films} film{'' if films == 1 else 's'}."
-                                 if sanity["passed"] else
-                                 "; its maps survive model randomisation: it does not explain this model.")
+            assert len(sanity["checks"]) >= 1
+            survive = "survives" if len(sanity["checks"]) == 1 else "survive"
+            assert line.endswith(f"; {_checked_maps(sanity)} {survive} model randomisation: it does not explain this "
+                                 "model." if not sanity["passed"] else
+                                 f"; passed the randomisation check on {_checked_maps(sanity)}.")
             figures = compared[method]["alignment"]["per_finding"].get(label)
             if figures is None:
                 assert line.startswith(f"No NIH test boxes of {display_name(label)} in this model's method "
@@ -128,8 +135,8 @@ def test_method_track_record_quotes_the_recorded_comparison_with_its_controls(mo
     assert f"this model's average map {figures['average_map']['pointing_hit']:.2f})" in line
     sanity = comparison["methods"]["cam"]["sanity"]
     assert len(sanity["checks"]) == 1
-    assert line.endswith("; passed the randomisation check on 1 film." if sanity["passed"] else
-                         "; its maps survive model randomisation: it does not explain this model.")
+    assert line.endswith(f"; passed the randomisation check on its {MANY} map of 1 film." if sanity["passed"] else
+                         f"; its {MANY} map of 1 film survives model randomisation: it does not explain this model.")
 
 
 def test_method_track_record_with_too_few_boxes_counts_hits_and_quotes_no_rate(model, comparison):
@@ -157,7 +164,7 @@ def test_method_track_record_says_when_maps_survive_randomisation(model, compari
                                 "checks": [{**cam["sanity"]["checks"][0], "passed": False}]}}
     card = _recorded(model, {**comparison, "methods": {"cam": failed}})
     assert method_track_record(card, "cam", MANY).endswith(
-        "; its maps survive model randomisation: it does not explain this model.")
+        f"; its {MANY} map of 1 film survives model randomisation: it does not explain this model.")
     unchecked = {**cam, "sanity": {"passed": False, "verdict": "not checked", "checks": []}}
     card = _recorded(model, {**comparison, "methods": {"cam": unchecked}})
     assert method_track_record(card, "cam", FEW).endswith("; randomisation check not run.")

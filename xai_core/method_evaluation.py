@@ -217,8 +217,9 @@ def method_track_record(card: ModelCard, method: str, label: str) -> str:
     """One line: what the card's NIH test method comparison says about this method's maps of this pathology.
 
     "On 47 NIH test boxes for Effusion, Grad-CAM++ pointed inside the box 0.62 of the time (95% CI ...; a random
-    map 0.08, this model's average map 0.33); passed the randomisation check on 2 films." With fewer than
-    MIN_BOXES boxes only the count of hits, as too few to judge; where nothing was measured, it says so.
+    map 0.08, this model's average map 0.33); passed the randomisation check on its Effusion maps of 2 films."
+    With fewer than MIN_BOXES boxes only the count of hits, as too few to judge; where nothing was measured, it
+    says so. The randomisation check names the pathology whose maps it re-drew: not always the one shown.
     """
     title, finding = method_named(method).title, display_name(label)
     recorded = card.report(TRACK_RECORD_REPORT)
@@ -253,6 +254,8 @@ def _sanity_words(sanity: dict[str, Any] | None) -> str:
     films = len(sanity["checks"])
     if not films:
         return "randomisation check not run"
+    checked = " and ".join(dict.fromkeys(display_name(check["label"]) for check in sanity["checks"]))
+    maps = f"its {checked} map{'' if films == 1 else 's'} of {films} film{'' if films == 1 else 's'}"
     if sanity["passed"]:
-        return f"passed the randomisation check on {films} film{'' if films == 1 else 's'}"
-    return "its maps survive model randomisation: it does not explain this model"
+        return f"passed the randomisation check on {maps}"
+    return f"{maps} {'survives' if films == 1 else 'survive'} model randomisation: it does not explain this model"
