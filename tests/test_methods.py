@@ -324,6 +324,9 @@ def test_method_comparison_on_boxes_reports_alignment_faithfulness_and_sanity(sm
         faithful = report["faithfulness"]["all"]
         assert faithful["n"] == 2 and 0.0 <= faithful["deletion_auc"] <= 1.0
         assert len(report["sanity"]["checks"]) == 1 and len(report["sanity"]["checks"][0]["steps"]) == 7
+    controls = [{key: report["faithfulness"]["all"][key] for key in ("random_deletion_auc", "random_insertion_auc")}
+                for report in comparison["methods"].values()]
+    assert controls[0] == controls[1]  # both methods' curves were measured against the same random order
     table = format_comparison(comparison)
     assert "Grad-CAM++" in table and "CAM" in table
 
