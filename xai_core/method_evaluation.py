@@ -251,11 +251,18 @@ def method_track_record(card: ModelCard, method: str, label: str) -> str:
 def _sanity_words(sanity: dict[str, Any] | None) -> str:
     if sanity is None:
         return "no randomisation check in the model card"
-    films = len(sanity["checks"])
-    if not films:
+    checks = sanity["checks"]
+    if not checks:
         return "randomisation check not run"
-    checked = " and ".join(dict.fromkeys(display_name(check["label"]) for check in sanity["checks"]))
-    maps = f"its {checked} map{'' if films == 1 else 's'} of {films} film{'' if films == 1 else 's'}"
     if sanity["passed"]:
-        return f"passed the randomisation check on {maps}"
-    return f"{maps} {'survives' if films == 1 else 'survive'} model randomisation: it does not explain this model"
+        return f"passed the randomisation check on {_maps_of(checks, len(checks))}"
+    survived = [check for check in checks if not check["passed"]] or checks
+    verb = "survives" if len(survived) == 1 else "survive"
+    return f"{_maps_of(survived, len(checks))} {verb} model randomisation: it does not explain this model"
+
+
+def _maps_of(checks: list[dict[str, Any]], films: int) -> str:
+    """'its Pneumonia maps of 2 films', 'its Pneumonia map of 1 of 2 films': which maps, on how many films."""
+    labels = " and ".join(dict.fromkeys(display_name(check["label"]) for check in checks))
+    count = f"{len(checks)} of {films}" if len(checks) < films else f"{films}"
+    return f"its {labels} map{'' if len(checks) == 1 else 's'} of {count} film{'' if films == 1 else 's'}"
