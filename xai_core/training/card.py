@@ -76,6 +76,10 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
                              f"{', '.join(t for t in BOX_TARGETS[OPACITY] if t != OPACITY)} (RSNA's opacities are those "
                              "suspicious for pneumonia, so any pneumonia evidence on such a film belongs in them). "
                              "'Normal' films were negatives for all 14 labels; the others unknown for the 14.",
+        "simulated_nodules": (f"{config.simulated_nodules} adult training films known to have neither a nodule nor "
+                              "a mass, each added twice: as it is and with one simulated nodule (8-30 mm, anywhere in "
+                              "the lung fields) whose box supervised the Nodule map and whose label made Nodule "
+                              "positive (training/simulated_nodules.py)" if config.simulated_nodules > 0 else "none"),
         "frozen_through": config.freeze_through,
         "outputs_kept_near_start": (f"weight {config.distil}: the binary KL divergence of the 14 outputs from the starting "
                                     "checkpoint's on the same augmented films, so that the location losses move the "

@@ -82,6 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --cached-views: at each step, a random crop of each view's layer3 map, CELLS cells "
                              "(16 px each) smaller in height and width: the view moved by up to CELLS x 16 px, its "
                              "boxes and priors with it, so each cached view serves (CELLS + 1)^2 placements; 0 = off")
+    parser.add_argument("--simulated-nodules", type=int, default=0, metavar="N",
+                        help="add N adult training films known to have no nodule or mass twice, as they are and "
+                             "with one simulated lung nodule whose box supervises the Nodule map (source "
+                             "simulated_nodules, for --share; simulated_nodules.py); 0 = off")
     parser.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, default=32,
                         help="16: dilate layer4 instead of striding it, so every map is twice as fine (20 x 20 at "
                              "320 px) at about 4 times layer4's cost; the starting checkpoint's weights fit either")

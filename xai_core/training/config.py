@@ -42,6 +42,7 @@ class TrainConfig:
     cached_views: int = 0  # > 0: layer4 and the head train on this many cached views per film (feature_bank.py)
     cached_films_per_source: int = 400  # with cached_views: films without boxes cached per source (boxed: all)
     cached_crop: int = 0  # with cached_views: each step crops each view's layer3 map this many cells smaller
+    simulated_nodules: int = 0  # > 0: this many host films added twice, as they are and with a simulated nodule
     output_stride: int = 32  # 16: layer4 dilated, maps twice as fine (model.build_network)
     freeze_batchnorm: bool = False  # BatchNorm keeps the starting checkpoint's running statistics in every block
     localisation_weight: float = 1.0  # selection score = mean AUROC + this x the pooled pointing margin (validation.py)

@@ -38,6 +38,7 @@ from .bank import ImageBank, count_sources, rank_order, read_training_boxes, tra
 from .card import write_card
 from .config import BLOCKS, TrainConfig
 from .feature_bank import FeatureBank, cropped, last_block, load_or_build
+from .simulated_nodules import with_simulated_nodules
 from .validation import predict, val_thresholds, validation_report
 
 log = logging.getLogger("xai_core.train")
@@ -149,6 +150,8 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     train_cases, val_cases = training_cases(config)
     findings = read_training_boxes(config.boxes)
     train_bank = ImageBank.load(train_cases, config.image_size, "training", findings)
+    if config.simulated_nodules > 0:
+        train_bank = with_simulated_nodules(train_bank, config.simulated_nodules, config.seed)
     val_bank = (ImageBank.load(_validation_subset(val_cases, config.val_limit), config.image_size, "validation",
                                findings) if rank == 0 else None)
     pos_weight = positive_weights(train_bank.labels).to(device)
