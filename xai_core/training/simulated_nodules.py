@@ -21,6 +21,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
 
 from ..labels import PATHOLOGIES
 from .attention import anatomical_priors
@@ -63,11 +64,9 @@ def nodule_thickness(diameter: float, generator: torch.Generator) -> torch.Tenso
     distance = torch.sqrt(along**2 + (across / (0.8 + 0.2 * stretch)) ** 2)
     thickness = torch.sqrt((1 - (distance / outline) ** 2).clamp(min=0))
     sigma = max(0.5, 0.2 * radius)
-    taps = torch.arange(-3, 4, dtype=torch.float32)
-    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    blurred = F.conv2d(thickness[None, None], kernel.view(1, 1, 1, 7), padding=(0, 3))
-    return F.conv2d(blurred, kernel.view(1, 1, 7, 1), padding=(3, 0))[0, 0]
+    # zeros around the patch, so that gaussian_blur's reflected border reflects nothing of the nodule
+    padded = F.pad(thickness, (3, 3, 3, 3))
+    return gaussian_blur(padded[None], [7, 7], [sigma, sigma])[0, 3:-3, 3:-3]
 
 
 def _place(film: torch.Tensor, lungs: torch.Tensor, size: int, generator: torch.Generator) -> tuple[int, int] | None:
