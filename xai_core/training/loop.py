@@ -203,7 +203,7 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     per_rank = config.batch_size // world
     steps_per_epoch = max(1, len(sources) // config.batch_size)
     log.info("training %d images (%s, %d boxes), validating on %d (%d boxes), %d steps of %d images, %d px, "
-             "frozen through %s, %d process(es) on %s", len(train_cases), count_sources(train_bank.sources),
+             "frozen through %s, %d process(es) on %s", len(train_bank.sources), count_sources(train_bank.sources),
              len(train_bank.boxes), len(val_bank.sources) if val_bank else 0, len(val_bank.boxes) if val_bank else 0,
              config.steps, config.batch_size, config.image_size, config.freeze_through, world, device)
     started, last_save, seen_at_start = time.monotonic(), time.monotonic(), step
