@@ -79,7 +79,10 @@ def box_supervision(config: TrainConfig, boxes: int) -> dict:
         "simulated_nodules": (f"{config.simulated_nodules} adult training films known to have neither a nodule nor "
                               "a mass, each added twice: as it is and with one simulated nodule (8-30 mm, anywhere in "
                               "the lung fields) whose box supervised the Nodule map and whose label made Nodule "
-                              "positive (training/simulated_nodules.py)" if config.simulated_nodules > 0 else "none"),
+                              "positive (training/simulated_nodules.py)"
+                              + (f"; each pair in one batch, the copy's Nodule logit ranked above its film's "
+                                 f"(softplus of the gap, weight {config.pair_ranking})" if config.pair_ranking > 0
+                                 else "") if config.simulated_nodules > 0 else "none"),
         "frozen_through": config.freeze_through,
         "outputs_kept_near_start": (f"weight {config.distil}: the binary KL divergence of the 14 outputs from the starting "
                                     "checkpoint's on the same augmented films, so that the location losses move the "

@@ -86,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add N adult training films known to have no nodule or mass twice, as they are and "
                              "with one simulated lung nodule whose box supervises the Nodule map (source "
                              "simulated_nodules, for --share; simulated_nodules.py); 0 = off")
+    parser.add_argument("--pair-ranking", type=float, default=0.0,
+                        help="with --simulated-nodules: weight of the loss softplus(film's Nodule logit - its "
+                             "copy's), each simulated pair kept in one batch, so the Nodule output learns what a "
+                             "nodule adds to a film rather than 0.5 for both; 0 = off")
     parser.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES, default=32,
                         help="16: dilate layer4 instead of striding it, so every map is twice as fine (20 x 20 at "
                              "320 px) at about 4 times layer4's cost; the starting checkpoint's weights fit either")

@@ -43,6 +43,7 @@ class TrainConfig:
     cached_films_per_source: int = 400  # with cached_views: films without boxes cached per source (boxed: all)
     cached_crop: int = 0  # with cached_views: each step crops each view's layer3 map this many cells smaller
     simulated_nodules: int = 0  # > 0: this many host films added twice, as they are and with a simulated nodule
+    pair_ranking: float = 0.0  # weight of the loss ranking each simulated copy's Nodule output above its own film's
     output_stride: int = 32  # 16: layer4 dilated, maps twice as fine (model.build_network)
     freeze_batchnorm: bool = False  # BatchNorm keeps the starting checkpoint's running statistics in every block
     localisation_weight: float = 1.0  # selection score = mean AUROC + this x the pooled pointing margin (validation.py)

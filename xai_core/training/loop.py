@@ -38,7 +38,7 @@ from .bank import ImageBank, count_sources, rank_order, read_training_boxes, tra
 from .card import write_card
 from .config import BLOCKS, TrainConfig
 from .feature_bank import FeatureBank, cropped, last_block, load_or_build
-from .simulated_nodules import with_simulated_nodules
+from .simulated_nodules import pair_ranking, with_partners, with_simulated_nodules
 from .validation import predict, val_thresholds, validation_report
 
 log = logging.getLogger("xai_core.train")
@@ -48,7 +48,8 @@ log = logging.getLogger("xai_core.train")
 PRIOR_EXEMPT = {"pediatric"}
 # The losses logged as running means, in this order.
 LOSS_NAMES = ("classification", "opacity", "evidence outside prior", "box evidence outside", "evidence on negatives",
-              "maps not moving with the film", "outputs drifting from the start", "box evidence other films minus own")
+              "maps not moving with the film", "outputs drifting from the start", "box evidence other films minus own",
+              "simulated copy not above its film")
 
 
 class TrainingNetwork(nn.Module):
@@ -150,6 +151,9 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     train_cases, val_cases = training_cases(config)
     findings = read_training_boxes(config.boxes)
     train_bank = ImageBank.load(train_cases, config.image_size, "training", findings)
+    if config.pair_ranking > 0 and (config.simulated_nodules == 0 or config.cached_views > 0):
+        raise SystemExit("--pair-ranking compares simulated nodule copies with their films on fresh views: it needs "
+                         "--simulated-nodules and no --cached-views.")
     if config.simulated_nodules > 0:
         train_bank = with_simulated_nodules(train_bank, config.simulated_nodules, config.seed)
     val_bank = (ImageBank.load(_validation_subset(val_cases, config.val_limit), config.image_size, "validation",
@@ -213,14 +217,17 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
         order = rank_order(sources, epoch, config, rank, world)
         while position < steps_per_epoch and step < config.steps:
             indices = order[position * per_rank : (position + 1) * per_rank]
+            pairs = torch.empty(0, 2, dtype=torch.long)
+            if config.pair_ranking > 0:
+                indices, pairs = with_partners(indices, train_bank.sources)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             losses = (_cached_step(model, cached, train_bank, indices, config, step, device, prior, pos_weight,
                                    opacity_pos_weight) if cached is not None else
-                      _step(network, model, reference, train_bank, indices, config, step, rank, device, spec, prior,
-                            pos_weight, opacity_pos_weight))
+                      _step(network, model, reference, train_bank, indices, pairs, config, step, rank, device, spec,
+                            prior, pos_weight, opacity_pos_weight))
             weights = (1.0, config.opacity_loss, config.attention_prior, config.box_loss, config.negative_evidence,
-                       config.equivariance, config.distil, config.box_contrast)
+                       config.equivariance, config.distil, config.box_contrast, config.pair_ranking)
             loss = sum(weight * value for weight, value in zip(weights, losses) if weight > 0)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -258,20 +265,20 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
 
 
 def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: ImageBank, indices: torch.Tensor,
-          config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor,
+          pairs: torch.Tensor, config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor,
           pos_weight: torch.Tensor, opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """One batch's losses, in LOSS_NAMES order (zero where a loss is off)."""
+    """One batch's losses, in LOSS_NAMES order (zero where a loss is off); pairs: with_partners's."""
     generator = _step_generator(config, step, rank)
     pixels = bank.pixels[indices].to(device).float() / 255.0
     theta = random_affine(len(indices), config, generator)
     batch = _Batch(theta, bank.labels[indices].to(device), bank.opacity[indices].to(device),
-                   _fits_prior(bank, indices, device), bank.boxes_of(indices))
+                   _fits_prior(bank, indices, device), bank.boxes_of(indices), pairs.to(device))
     cells = None
     if config.equivariance > 0:  # each film twice: the second view moved by whole cells of the map
         cells = SHIFTS[int(torch.randint(len(SHIFTS), (1,), generator=generator))]
         theta = torch.cat([theta, shifted_by_cells(theta, cells, config.image_size // config.output_stride)])
         batch = _Batch(theta, batch.targets.repeat(2, 1), batch.opacity.repeat(2), batch.fits_prior.repeat(2),
-                       batch.boxes)
+                       batch.boxes, batch.pairs)
         pixels = pixels.repeat(2, 1, 1)
     inputs = spec.normalise(augment(pixels, theta, config, generator)).contiguous(memory_format=torch.channels_last)
     _train_mode(network, model, config)
@@ -295,7 +302,7 @@ def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, v
         generator = _step_generator(config, step, rank=0)
         features, theta = cropped(features, theta, config.cached_crop, generator)
     batch = _Batch(theta, bank.labels[films].to(device), bank.opacity[films].to(device),
-                   _fits_prior(bank, films, device), bank.boxes_of(films))
+                   _fits_prior(bank, films, device), bank.boxes_of(films), torch.empty(0, 2, dtype=torch.long))
     _train_mode(model, model, config)
     with autocast(device):
         logits, features = last_block(model.network, features.to(device).float())
@@ -313,13 +320,15 @@ def _step_generator(config: TrainConfig, step: int, rank: int) -> torch.Generato
 @dataclass
 class _Batch:
     """What the losses need of a batch besides the network's outputs: each film's warp, labels (NaN unknown),
-    RSNA opacity, whether the adult prior fits it, and its boxes (bank.ImageBank.boxes_of)."""
+    RSNA opacity, whether the adult prior fits it, its boxes (bank.ImageBank.boxes_of) and the batch positions
+    of its simulated pairs (simulated_nodules.with_partners)."""
 
     theta: torch.Tensor
     targets: torch.Tensor
     opacity: torch.Tensor
     fits_prior: torch.Tensor
     boxes: torch.Tensor
+    pairs: torch.Tensor
 
 
 def _fits_prior(bank: ImageBank, films: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -361,7 +370,8 @@ def _losses(model: TrainingNetwork, batch: _Batch, logits: torch.Tensor, opacity
         unmoved = map_equivariance(first, second, model.network.fc.weight, cells,
                                    evidence_weights(logits, batch.targets).chunk(2)[0])
     drift = output_drift(logits, reference_logits) if reference_logits is not None else zero
-    return classification, opacity_loss, outside, boxed, absent, unmoved, drift, contrast
+    ranking = pair_ranking(logits, batch.pairs) if config.pair_ranking > 0 else zero
+    return classification, opacity_loss, outside, boxed, absent, unmoved, drift, contrast, ranking
 
 
 def _validate(model: TrainingNetwork, val_bank: ImageBank, spec, device, step, best, config) -> dict:

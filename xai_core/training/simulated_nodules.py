@@ -8,6 +8,11 @@ one simulated nodule whose box is known exactly. The pair differs only by the no
 and map can only learn from it what a nodule adds, and the nodules lie anywhere in the lung fields, so there
 is no "usual place" for the box loss to teach.
 
+Cross-entropy on the copies alone does not teach the Nodule output to see them: the two films of a pair carry
+opposite Nodule labels and look alike, so the cheapest answer is 0.5 for both (docs/model.md, "simulated nodules
+are not learnt"). pair_ranking compares each copy with its own film instead, so the only way to lower it is to
+respond to what the nodule adds; with_partners keeps both films of a drawn pair in the same batch.
+
 The nodule is the projection of a solid, roughly spherical lesion: the thickness of a sphere (sqrt(1 - r^2))
 with a lobulated outline and a softened edge, added to the film's brightness (dense is bright). Its size and
 contrast are drawn from clinical definitions, never from a test set: 8-30 mm across (a nodule is under 30 mm)
@@ -137,3 +142,30 @@ def with_simulated_nodules(bank: ImageBank, count: int, seed: int) -> ImageBank:
                      sources=bank.sources + [SOURCE] * len(films),
                      opacity=torch.cat([bank.opacity, torch.full((len(films),), float("nan"))]),
                      boxes=torch.cat([bank.boxes, torch.tensor(boxes, dtype=torch.float32)]))
+
+
+def with_partners(indices: torch.Tensor, sources: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch in which every simulated film drawn comes with the other film of its pair.
+
+    indices: the films drawn for the batch, into a bank built by with_simulated_nodules (its pairs follow every
+    other film, plain film first). Returns (films, pairs): as many films as were drawn, the other films drawn
+    first and then each pair, a pair drawn twice taken once; the batch keeps its size by leaving out the last
+    other films drawn (at most half the batch is pairs). pairs: (P, 2) positions in films of (plain, copy).
+    """
+    first = sources.index(SOURCE) if SOURCE in sources else len(sources)
+    drawn = indices.tolist()
+    plains = list(dict.fromkeys(first + (index - first) // 2 * 2 for index in drawn if index >= first))
+    plains = plains[: len(drawn) // 2]
+    others = [index for index in drawn if index < first][: len(drawn) - 2 * len(plains)]
+    films = others + [index for plain in plains for index in (plain, plain + 1)]
+    positions = torch.arange(len(others), len(films), dtype=torch.long).view(-1, 2)
+    return torch.tensor(films, dtype=torch.long), positions
+
+
+def pair_ranking(logits: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Mean softplus(plain film's Nodule logit - its copy's): log 2 where the nodule changes nothing, falling
+    towards zero as the copy rises above its own film, whatever the two films' level. Zero without pairs."""
+    if len(pairs) == 0:
+        return logits.sum() * 0
+    nodule = logits[:, _NODULE].float()
+    return F.softplus(nodule[pairs[:, 0]] - nodule[pairs[:, 1]]).mean()
