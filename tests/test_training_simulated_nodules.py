@@ -12,7 +12,9 @@ from xai_core.data import read_nih, read_pediatric
 from xai_core.labels import PATHOLOGIES
 from xai_core.training.attention import anatomical_priors
 from xai_core.training.bank import TARGETS, ImageBank
-from xai_core.training.simulated_nodules import SOURCE, hosts, nodule_thickness, with_simulated_nodules
+from xai_core.training.simulated_nodules import (
+    SOURCE, hosts, nodule_thickness, pair_ranking, with_partners, with_simulated_nodules,
+)
 
 NODULE, MASS = PATHOLOGIES.index("Nodule"), PATHOLOGIES.index("Mass")
 
@@ -86,12 +88,56 @@ def test_the_nodule_is_a_softened_sphere_of_the_asked_diameter():
     assert 12 <= across <= 22  # 16 px, give or take the lobulation, ellipse and blur
 
 
-def test_a_training_run_with_simulated_nodules_records_them_in_the_card(shared_data, tmp_path):
+def test_a_drawn_simulated_film_brings_its_partner_and_the_batch_keeps_its_size():
+    sources = ["nih"] * 6 + [SOURCE] * 6  # pairs (6, 7), (8, 9), (10, 11)
+    films, pairs = with_partners(torch.tensor([0, 9, 1, 2, 8, 3, 11, 4]), sources)
+    # 9 and 8 are one pair (taken once), 11 brings 10; the last other film drawn (4) makes room
+    assert films.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    assert pairs.tolist() == [[4, 5], [6, 7]]
+    assert all(sources[films[p]] == SOURCE and films[c] == films[p] + 1 for p, c in pairs.tolist())
+    # a batch of simulated films only: at most half of it pairs, still its size
+    films, pairs = with_partners(torch.tensor([6, 8, 10, 0]), sources)
+    assert films.tolist() == [6, 7, 8, 9] and pairs.tolist() == [[0, 1], [2, 3]]
+    # no simulated films: the batch as drawn
+    films, pairs = with_partners(torch.tensor([5, 0, 3]), ["nih"] * 6)
+    assert films.tolist() == [5, 0, 3] and pairs.shape == (0, 2)
+
+
+def test_pair_ranking_falls_as_the_copy_rises_above_its_own_film_whatever_their_level():
+    logits = torch.zeros(4, len(PATHOLOGIES), requires_grad=True)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    assert pair_ranking(logits, pairs).item() == pytest.approx(math.log(2))
+    apart, level = torch.zeros(4, len(PATHOLOGIES)), torch.zeros(4, len(PATHOLOGIES))
+    apart[[1, 3], NODULE] = 3.0
+    level[:, NODULE] = 7.0
+    level[[1, 3], NODULE] = 10.0
+    assert pair_ranking(apart, pairs).item() == pytest.approx(math.log1p(math.exp(-3)))
+    assert pair_ranking(level, pairs).item() == pytest.approx(pair_ranking(apart, pairs).item())
+    # only the Nodule output is compared
+    other = torch.zeros(4, len(PATHOLOGIES))
+    other[[1, 3], MASS] = 5.0
+    assert pair_ranking(other, pairs).item() == pytest.approx(math.log(2))
+    # the gradient lifts the copy and lowers its film
+    pair_ranking(logits, pairs).backward()
+    assert (logits.grad[[1, 3], NODULE] < 0).all() and (logits.grad[[0, 2], NODULE] > 0).all()
+    assert pair_ranking(logits, torch.empty(0, 2, dtype=torch.long)).item() == 0
+
+
+def test_a_training_run_with_ranked_simulated_nodules_records_them_in_the_card(shared_data, tmp_path):
     result = train_on_boxed_films(shared_data, tmp_path, "--steps", "2", "--lr", "1e-4", "--validate-every", "2",
                                   "--freeze-through", "layer3", "--simulated-nodules", "1",
-                                  "--share", f"{SOURCE}=0.5")
+                                  "--share", f"{SOURCE}=0.5", "--pair-ranking", "1.0")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (tmp_path / "work" / "train.log").read_text()
     assert "simulated 1 nodules on 1 host films" in log and f"'{SOURCE}': 2" in log
+    # half of the 4-film draw is simulated, so every batch holds the pair: the ranking term is not zero
+    ranking = [float(line.split("simulated copy not above its film ")[1].split()[0])
+               for line in log.splitlines() if "simulated copy not above its film" in line]
+    assert ranking and ranking[-1] > 0
     card = (tmp_path / "out" / "m.json").read_text()
-    assert "one simulated nodule" in card
+    assert "one simulated nodule" in card and "ranked above its film" in card
+
+
+def test_pair_ranking_without_simulated_nodules_says_what_it_needs(shared_data, tmp_path):
+    result = train_on_boxed_films(shared_data, tmp_path, "--steps", "1", "--pair-ranking", "1.0")
+    assert result.returncode != 0 and "--pair-ranking" in result.stderr and "--simulated-nodules" in result.stderr
