@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -302,7 +302,7 @@ def _cached_step(model: TrainingNetwork, cached: FeatureBank, bank: ImageBank, v
         generator = _step_generator(config, step, rank=0)
         features, theta = cropped(features, theta, config.cached_crop, generator)
     batch = _Batch(theta, bank.labels[films].to(device), bank.opacity[films].to(device),
-                   _fits_prior(bank, films, device), bank.boxes_of(films), torch.empty(0, 2, dtype=torch.long))
+                   _fits_prior(bank, films, device), bank.boxes_of(films))
     _train_mode(model, model, config)
     with autocast(device):
         logits, features = last_block(model.network, features.to(device).float())
@@ -328,7 +328,7 @@ class _Batch:
     opacity: torch.Tensor
     fits_prior: torch.Tensor
     boxes: torch.Tensor
-    pairs: torch.Tensor
+    pairs: torch.Tensor = field(default_factory=lambda: torch.empty(0, 2, dtype=torch.long))
 
 
 def _fits_prior(bank: ImageBank, films: torch.Tensor, device: torch.device) -> torch.Tensor:
