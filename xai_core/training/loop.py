@@ -147,13 +147,13 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
     config.work_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(config.work_dir / "train.log" if rank == 0 else None, rank)
     torch.manual_seed(config.seed)
+    if config.pair_ranking > 0 and (config.simulated_nodules == 0 or config.cached_views > 0):
+        raise SystemExit("--pair-ranking compares simulated nodule copies with their films on fresh views: it needs "
+                         "--simulated-nodules and no --cached-views.")
 
     train_cases, val_cases = training_cases(config)
     findings = read_training_boxes(config.boxes)
     train_bank = ImageBank.load(train_cases, config.image_size, "training", findings)
-    if config.pair_ranking > 0 and (config.simulated_nodules == 0 or config.cached_views > 0):
-        raise SystemExit("--pair-ranking compares simulated nodule copies with their films on fresh views: it needs "
-                         "--simulated-nodules and no --cached-views.")
     if config.simulated_nodules > 0:
         train_bank = with_simulated_nodules(train_bank, config.simulated_nodules, config.seed)
     val_bank = (ImageBank.load(_validation_subset(val_cases, config.val_limit), config.image_size, "validation",
@@ -265,8 +265,8 @@ def run(config: TrainConfig, command: str) -> ModelCard | None:
 
 
 def _step(network, model: TrainingNetwork, reference: nn.Module | None, bank: ImageBank, indices: torch.Tensor,
-          pairs: torch.Tensor, config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec, prior: torch.Tensor,
-          pos_weight: torch.Tensor, opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
+          pairs: torch.Tensor, config: TrainConfig, step: int, rank: int, device: torch.device, spec: InputSpec,
+          prior: torch.Tensor, pos_weight: torch.Tensor, opacity_pos_weight: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """One batch's losses, in LOSS_NAMES order (zero where a loss is off); pairs: with_partners's."""
     generator = _step_generator(config, step, rank)
     pixels = bank.pixels[indices].to(device).float() / 255.0
